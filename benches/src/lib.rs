@@ -1,0 +1,2 @@
+//! Load generator and micro-benchmarks for convene.
+#![forbid(unsafe_code)]

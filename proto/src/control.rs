@@ -1,0 +1,1 @@
+//! Control-plane REST request and response bodies (`/v1/...`).

@@ -1,0 +1,15 @@
+//! Wire types shared by every convene service.
+//!
+//! Everything that crosses a process or crate boundary lives here so that the
+//! control plane, the signaling service and the SFU agree on one definition:
+//! control-plane REST bodies ([`control`]), events the control plane publishes
+//! for the signaling service ([`events`]), the SFU's control API ([`sfu`]),
+//! WebSocket signaling messages ([`signaling`]) and ICE server descriptions
+//! ([`ice`]). The JSON shapes are documented in `docs/protocol.md`.
+#![forbid(unsafe_code)]
+
+pub mod control;
+pub mod events;
+pub mod ice;
+pub mod sfu;
+pub mod signaling;

@@ -1,0 +1,1 @@
+//! WebSocket signaling messages between browsers and the signaling service (`/v1/ws`).

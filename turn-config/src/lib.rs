@@ -1,0 +1,1 @@
+//! TURN credentials.
