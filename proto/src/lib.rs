@@ -8,6 +8,7 @@
 //! ([`ice`]). The JSON shapes are documented in `docs/protocol.md`.
 #![forbid(unsafe_code)]
 
+pub mod collab;
 pub mod control;
 pub mod events;
 pub mod ice;

@@ -1,0 +1,318 @@
+//! Accounts: registration, login with rotating refresh tokens, and the
+//! authenticated [`Actor`] every other service method acts on behalf of.
+
+use std::net::IpAddr;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use convene_proto::control::{LoginRequest, RefreshRequest, RegisterRequest, TokenResponse, User};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::db::{ms_to_dt, now_ms, uuid_col};
+use crate::error::ApiError;
+use crate::tokens::{hash_refresh_token, random_secret};
+use crate::{validate, Control};
+
+/// The authenticated caller of a service method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: Uuid,
+    pub username: String,
+}
+
+impl Actor {
+    pub fn new(user_id: Uuid, username: impl Into<String>) -> Self {
+        Actor {
+            user_id,
+            username: username.into(),
+        }
+    }
+}
+
+pub(crate) fn hash_password_blocking(params: &Params, password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn verify_password_blocking(hash: &str, password: &str) -> bool {
+    // Parameters come from the PHC string, so hashes made with older cost
+    // settings keep verifying.
+    PasswordHash::new(hash)
+        .and_then(|h| Argon2::default().verify_password(password.as_bytes(), &h))
+        .is_ok()
+}
+
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<User, ApiError> {
+    Ok(User {
+        id: uuid_col(&row.try_get::<String, _>("id")?)?,
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        created_at: ms_to_dt(row.try_get("created_at")?),
+    })
+}
+
+const USER_COLUMNS: &str = "id, username, email, created_at";
+
+impl Control {
+    async fn hash_password(&self, password: String) -> Result<String, ApiError> {
+        let params = self.inner.argon2.clone();
+        // Argon2 is deliberately slow; keep it off the async workers.
+        tokio::task::spawn_blocking(move || hash_password_blocking(&params, &password))
+            .await?
+            .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
+    }
+
+    async fn verify_password(&self, hash: String, password: String) -> Result<bool, ApiError> {
+        Ok(tokio::task::spawn_blocking(move || verify_password_blocking(&hash, &password)).await?)
+    }
+
+    pub async fn register(&self, req: RegisterRequest) -> Result<User, ApiError> {
+        let username = validate::username(&req.username)?;
+        let email = validate::email(&req.email)?;
+        validate::password(&req.password)?;
+        let hash = self.hash_password(req.password).await?;
+
+        let id = Uuid::new_v4();
+        let now = now_ms();
+        let mut tx = self.db().pool.begin().await?;
+        let taken = sqlx::query(
+            "SELECT username_lower, email_lower FROM users WHERE username_lower = $1 OR email_lower = $2",
+        )
+        .bind(username.to_lowercase())
+        .bind(email.to_lowercase())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = taken {
+            let u: String = row.try_get("username_lower")?;
+            return Err(ApiError::Conflict(if u == username.to_lowercase() {
+                "username is already taken".into()
+            } else {
+                "email is already registered".into()
+            }));
+        }
+        // A concurrent registration can still slip between the check and the
+        // insert; the unique constraints turn that into a 409 as well.
+        sqlx::query(
+            "INSERT INTO users (id, username, username_lower, email, email_lower, password_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id.to_string())
+        .bind(&username)
+        .bind(username.to_lowercase())
+        .bind(&email)
+        .bind(email.to_lowercase())
+        .bind(&hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(User {
+            id,
+            username,
+            email,
+            created_at: ms_to_dt(now),
+        })
+    }
+
+    /// Password login, rate-limited per client IP and per account name.
+    pub async fn login(
+        &self,
+        req: LoginRequest,
+        ip: Option<IpAddr>,
+    ) -> Result<TokenResponse, ApiError> {
+        let login = req.login.trim().to_lowercase();
+        let ip_key = ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        self.inner
+            .login_by_ip
+            .hit(&ip_key)
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+        if login.is_empty() || login.chars().count() > validate::LOOKUP_MAX {
+            return Err(ApiError::InvalidCredentials);
+        }
+        self.inner
+            .login_by_account
+            .hit(&login)
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+        if req.password.chars().count() > validate::PASSWORD_MAX {
+            return Err(ApiError::InvalidCredentials);
+        }
+
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE username_lower = $1 OR email_lower = $1"
+        ))
+        .bind(&login)
+        .fetch_optional(&self.db().pool)
+        .await?;
+        let hash = match &row {
+            Some(r) => r.try_get::<String, _>("password_hash")?,
+            None => self.inner.dummy_hash.clone(),
+        };
+        let ok = self.verify_password(hash, req.password).await?;
+        let user = match (row, ok) {
+            (Some(r), true) => user_from_row(&r)?,
+            _ => return Err(ApiError::InvalidCredentials),
+        };
+        self.inner.login_by_account.reset(&login);
+
+        let mut conn = self.db().pool.acquire().await?;
+        let refresh = insert_refresh_token(
+            &mut conn,
+            user.id,
+            Uuid::new_v4(),
+            self.config().refresh_token_ttl,
+        )
+        .await?;
+        self.token_response(user, refresh)
+    }
+
+    /// Exchanges a refresh token for a new pair. Each refresh token works
+    /// once; presenting a used one again revokes its whole family, since
+    /// that means it was copied.
+    pub async fn refresh(&self, req: RefreshRequest) -> Result<TokenResponse, ApiError> {
+        let invalid = || ApiError::Unauthorized("invalid refresh token".into());
+        if req.refresh_token.len() > validate::LOOKUP_MAX {
+            return Err(invalid());
+        }
+        let hash = hash_refresh_token(&req.refresh_token);
+        let now = now_ms();
+        let mut tx = self.db().pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT user_id, family_id, expires_at, used_at FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(invalid)?;
+        let family: String = row.try_get("family_id")?;
+        if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
+            sqlx::query(
+                "UPDATE refresh_tokens SET used_at = $1 WHERE family_id = $2 AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(&family)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(family = %family, "refresh token reuse; family revoked");
+            return Err(ApiError::Unauthorized(
+                "refresh token was already used".into(),
+            ));
+        }
+        if row.try_get::<i64, _>("expires_at")? <= now {
+            return Err(ApiError::Unauthorized("refresh token has expired".into()));
+        }
+        let claimed = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() != 1 {
+            return Err(invalid());
+        }
+        let user_id = uuid_col(&row.try_get::<String, _>("user_id")?)?;
+        let refresh = insert_refresh_token(
+            &mut tx,
+            user_id,
+            uuid_col(&family)?,
+            self.config().refresh_token_ttl,
+        )
+        .await?;
+        let user = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(user_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(invalid)?;
+        let user = user_from_row(&user)?;
+        tx.commit().await?;
+        self.token_response(user, refresh)
+    }
+
+    fn token_response(&self, user: User, refresh_token: String) -> Result<TokenResponse, ApiError> {
+        let ttl = self.config().access_token_ttl;
+        Ok(TokenResponse {
+            access_token: self.keys().access_token(user.id, &user.username, ttl)?,
+            refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: ttl,
+            user,
+        })
+    }
+
+    /// Resolves a bearer access token to its user.
+    pub fn authenticate(&self, access_token: &str) -> Result<Actor, ApiError> {
+        let claims = self.keys().decode_access(access_token)?;
+        Ok(Actor {
+            user_id: claims.sub,
+            username: claims.name,
+        })
+    }
+
+    /// Builds an [`Actor`] for a user id, for in-process callers (the
+    /// signaling service) that authenticated the user themselves.
+    pub async fn actor(&self, user_id: Uuid) -> Result<Actor, ApiError> {
+        let user = self.user(user_id).await?;
+        Ok(Actor {
+            user_id: user.id,
+            username: user.username,
+        })
+    }
+
+    pub async fn user(&self, user_id: Uuid) -> Result<User, ApiError> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(user_id.to_string())
+            .fetch_optional(&self.db().pool)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user"))?;
+        user_from_row(&row)
+    }
+
+    pub async fn me(&self, actor: &Actor) -> Result<User, ApiError> {
+        self.user(actor.user_id).await
+    }
+
+    pub async fn find_user_by_email(&self, _actor: &Actor, email: &str) -> Result<User, ApiError> {
+        let email = email.trim().to_lowercase();
+        if email.is_empty() || email.chars().count() > validate::EMAIL_MAX {
+            return Err(ApiError::not_found("user"));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email_lower = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.db().pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+        user_from_row(&row)
+    }
+}
+
+async fn insert_refresh_token(
+    conn: &mut AnyConnection,
+    user_id: Uuid,
+    family: Uuid,
+    ttl_secs: u64,
+) -> Result<String, ApiError> {
+    let token = random_secret();
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at, used_at, created_at)
+         VALUES ($1, $2, $3, $4, NULL, $5)",
+    )
+    .bind(hash_refresh_token(&token))
+    .bind(user_id.to_string())
+    .bind(family.to_string())
+    .bind(now + (ttl_secs as i64) * 1000)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(token)
+}

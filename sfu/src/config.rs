@@ -1,0 +1,199 @@
+//! SFU configuration: every limit has a name, a default and a CLI flag.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::core::CoreConfig;
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Flags are prefixed `--sfu-` so they can be flattened into `convene up`,
+/// except `--udp-port`, the one every deployment sets.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SfuConfig {
+    /// UDP port multiplexing all participants' media.
+    #[arg(
+        long = "udp-port",
+        env = "CONVENE_SFU_UDP_PORT",
+        default_value_t = 7882
+    )]
+    pub udp_port: u16,
+
+    /// Local address the UDP socket binds to.
+    #[arg(long = "sfu-bind-ip", env = "CONVENE_SFU_BIND_IP", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind_ip: IpAddr,
+
+    /// Addresses announced to clients as host candidates (comma separated).
+    #[arg(
+        long = "sfu-public-ip",
+        env = "CONVENE_SFU_PUBLIC_IPS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1"
+    )]
+    pub public_ips: Vec<IpAddr>,
+
+    /// Worker threads rooms are sharded over.
+    #[arg(long = "sfu-workers", env = "CONVENE_SFU_WORKERS", default_value_t = default_workers())]
+    pub workers: usize,
+
+    #[arg(long = "sfu-max-participants-per-room", default_value_t = 100)]
+    pub max_participants_per_room: usize,
+
+    #[arg(long = "sfu-max-tracks-per-participant", default_value_t = 8)]
+    pub max_tracks_per_participant: usize,
+
+    /// Announced to publishers as REMB, capping what their encoder sends.
+    #[arg(long = "sfu-max-publisher-bitrate-kbps", default_value_t = 4000)]
+    pub max_publisher_bitrate_kbps: u64,
+
+    /// Minimum spacing of keyframe requests per published encoding.
+    #[arg(long = "sfu-pli-min-interval-ms", default_value_t = 500)]
+    pub pli_min_interval_ms: u64,
+
+    /// Video packets kept per outgoing stream to answer NACKs with RTX.
+    #[arg(long = "sfu-send-buffer-video", default_value_t = 1000)]
+    pub send_buffer_video: usize,
+
+    /// Audio packets kept per outgoing stream.
+    #[arg(long = "sfu-send-buffer-audio", default_value_t = 50)]
+    pub send_buffer_audio: usize,
+
+    /// Incoming video packets held for reordering/NACK recovery.
+    #[arg(long = "sfu-reorder-buffer-video", default_value_t = 250)]
+    pub reorder_buffer_video: usize,
+
+    /// Minimum spacing of active-speaker events per room.
+    #[arg(long = "sfu-speaker-interval-ms", default_value_t = 300)]
+    pub speaker_interval_ms: u64,
+
+    /// Give up on a participant whose ICE does not connect within this time.
+    #[arg(long = "sfu-ice-timeout-ms", default_value_t = 15_000)]
+    pub ice_timeout_ms: u64,
+
+    /// Give up on a participant whose DTLS does not complete within this
+    /// time after ICE connected.
+    #[arg(long = "sfu-dtls-timeout-ms", default_value_t = 10_000)]
+    pub dtls_timeout_ms: u64,
+
+    /// Starting egress estimate, so video does not begin at the lowest layer.
+    #[arg(long = "sfu-bwe-initial-kbps", default_value_t = 1500)]
+    pub bwe_initial_kbps: u64,
+
+    /// Datagrams queued from the UDP edge to one worker before dropping.
+    #[arg(long = "sfu-worker-queue", default_value_t = 8192)]
+    pub worker_queue: usize,
+
+    /// Serve the control API as HTTP/JSON on this (internal) address.
+    /// Off unless set; needs `http_secret`.
+    #[arg(
+        id = "sfu_http_addr",
+        long = "sfu-http-addr",
+        env = "CONVENE_SFU_HTTP_ADDR"
+    )]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Shared secret callers of the HTTP control API send as a bearer token.
+    #[arg(
+        long = "sfu-http-secret",
+        env = "CONVENE_SFU_HTTP_SECRET",
+        hide_env_values = true
+    )]
+    pub http_secret: Option<Secret>,
+}
+
+/// A secret that never shows in `Debug` output (configs get logged).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl SfuConfig {
+    /// Loopback-only settings for tests: ephemeral port, 127.0.0.1, one worker.
+    pub fn for_tests() -> Self {
+        Self {
+            udp_port: 0,
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            public_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            workers: 1,
+            ..Self::default()
+        }
+    }
+
+    pub fn pli_min_interval(&self) -> Duration {
+        Duration::from_millis(self.pli_min_interval_ms)
+    }
+
+    pub(crate) fn core(&self) -> CoreConfig {
+        CoreConfig {
+            pli_min_interval: self.pli_min_interval(),
+            speaker_interval: Duration::from_millis(self.speaker_interval_ms),
+            layer_timeout: Duration::from_millis(1500),
+            max_tracks_per_participant: self.max_tracks_per_participant,
+        }
+    }
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        Self {
+            udp_port: 7882,
+            bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            public_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            workers: default_workers(),
+            max_participants_per_room: 100,
+            max_tracks_per_participant: 8,
+            max_publisher_bitrate_kbps: 4000,
+            pli_min_interval_ms: 500,
+            send_buffer_video: 1000,
+            send_buffer_audio: 50,
+            reorder_buffer_video: 250,
+            speaker_interval_ms: 300,
+            ice_timeout_ms: 15_000,
+            dtls_timeout_ms: 10_000,
+            bwe_initial_kbps: 1500,
+            worker_queue: 8192,
+            http_addr: None,
+            http_secret: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sfu: SfuConfig,
+    }
+
+    #[test]
+    fn cli_defaults_match_default_impl() {
+        let cli = Cli::parse_from(["x"]);
+        let d = SfuConfig::default();
+        assert_eq!(cli.sfu.udp_port, 7882);
+        assert_eq!(cli.sfu.pli_min_interval_ms, d.pli_min_interval_ms);
+        assert_eq!(cli.sfu.public_ips, d.public_ips);
+        let cli = Cli::parse_from(["x", "--sfu-public-ip", "10.0.0.1,192.0.2.7"]);
+        assert_eq!(cli.sfu.public_ips.len(), 2);
+        let cli = Cli::parse_from(["x", "--sfu-http-secret", "hunter2"]);
+        assert!(!format!("{:?}", cli.sfu).contains("hunter2"));
+    }
+}

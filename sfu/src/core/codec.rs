@@ -1,0 +1,164 @@
+//! Codec knowledge the forwarder needs without depacketizing: where a
+//! keyframe starts.
+//!
+//! Layer switches must land on the first packet of a keyframe, and the SFU
+//! forwards RTP as-is, so it peeks at the payload descriptor of each video
+//! packet. All parsers take arbitrary bytes and never panic.
+
+/// Codec of a published track, as far as forwarding cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Opus,
+    /// Audio with Opus in RFC 2198 RED: passed through untouched.
+    Red,
+    OtherAudio,
+    Vp8,
+    Vp9,
+    H264,
+    Av1,
+    OtherVideo,
+}
+
+impl Codec {
+    pub fn is_video(self) -> bool {
+        matches!(
+            self,
+            Codec::Vp8 | Codec::Vp9 | Codec::H264 | Codec::Av1 | Codec::OtherVideo
+        )
+    }
+
+    pub fn clock_rate(self) -> u32 {
+        if self.is_video() {
+            90_000
+        } else {
+            48_000
+        }
+    }
+}
+
+/// True when `payload` is the first packet of a keyframe.
+///
+/// Unknown codecs answer false, so a subscriber on such a track only ever
+/// gets the layer it started on (it still gets a picture: the first layer
+/// is taken at any packet, see `Subscription`).
+pub fn is_keyframe_start(codec: Codec, payload: &[u8]) -> bool {
+    match codec {
+        Codec::Vp8 => vp8_keyframe_start(payload),
+        Codec::Vp9 => vp9_keyframe_start(payload),
+        Codec::H264 => h264_keyframe_start(payload),
+        Codec::Av1 => av1_keyframe_start(payload),
+        _ => false,
+    }
+}
+
+/// RFC 7741 §4.2/4.3.
+fn vp8_keyframe_start(p: &[u8]) -> bool {
+    let Some(&b0) = p.first() else { return false };
+    let x = b0 & 0x80 != 0;
+    let s = b0 & 0x10 != 0;
+    let pid = b0 & 0x07;
+    if !s || pid != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if x {
+        let Some(&b1) = p.get(i) else { return false };
+        i += 1;
+        if b1 & 0x80 != 0 {
+            // I: picture id, 7 or 15 bits.
+            let Some(&pic) = p.get(i) else { return false };
+            i += if pic & 0x80 != 0 { 2 } else { 1 };
+        }
+        if b1 & 0x40 != 0 {
+            i += 1; // L: TL0PICIDX
+        }
+        if b1 & 0x30 != 0 {
+            i += 1; // T or K: TID/Y/KEYIDX
+        }
+    }
+    // VP8 payload header: P bit (inverse key frame flag) is bit 0.
+    p.get(i).is_some_and(|h| h & 0x01 == 0)
+}
+
+/// draft-ietf-payload-vp9 §4.2: B (start of frame) set, P (inter-picture
+/// predicted) clear.
+fn vp9_keyframe_start(p: &[u8]) -> bool {
+    p.first().is_some_and(|b| b & 0x08 != 0 && b & 0x40 == 0)
+}
+
+/// RFC 6184: an SPS or the start of an IDR slice.
+fn h264_keyframe_start(p: &[u8]) -> bool {
+    let Some(&b0) = p.first() else { return false };
+    match b0 & 0x1f {
+        5 | 7 => true,
+        // STAP-A: 16-bit size, then a NAL unit.
+        24 => {
+            let mut i = 1;
+            while i + 2 < p.len() {
+                let size = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
+                if let Some(nal) = p.get(i + 2) {
+                    if matches!(nal & 0x1f, 5 | 7) {
+                        return true;
+                    }
+                }
+                i += 2 + size;
+            }
+            false
+        }
+        // FU-A start fragment of an IDR.
+        28 => p.get(1).is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == 5),
+        _ => false,
+    }
+}
+
+/// AV1 RTP spec §4.4: N (new coded video sequence) set and Z (continuation) clear.
+fn av1_keyframe_start(p: &[u8]) -> bool {
+    p.first().is_some_and(|b| b & 0x08 != 0 && b & 0x80 == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vp8_keyframe_and_delta() {
+        // S=1, PID=0, no extension; payload header P=0 -> keyframe.
+        assert!(vp8_keyframe_start(&[0x10, 0x00, 0x9d, 0x01, 0x2a]));
+        // P=1 -> delta frame.
+        assert!(!vp8_keyframe_start(&[0x10, 0x01]));
+        // Not a start of partition.
+        assert!(!vp8_keyframe_start(&[0x00, 0x00]));
+        // Extended with a 15-bit picture id, TL0PICIDX and TID.
+        assert!(vp8_keyframe_start(&[
+            0x90, 0xe0, 0x81, 0x23, 0x05, 0x40, 0x00
+        ]));
+        assert!(!vp8_keyframe_start(&[
+            0x90, 0xe0, 0x81, 0x23, 0x05, 0x40, 0x01
+        ]));
+        // Truncated.
+        assert!(!vp8_keyframe_start(&[0x90, 0xe0, 0x81]));
+        assert!(!vp8_keyframe_start(&[]));
+    }
+
+    #[test]
+    fn h264_idr_sps_and_fragments() {
+        assert!(h264_keyframe_start(&[0x65, 0x88]));
+        assert!(h264_keyframe_start(&[0x67, 0x42]));
+        assert!(!h264_keyframe_start(&[0x41, 0x9a]));
+        // STAP-A with SPS.
+        assert!(h264_keyframe_start(&[
+            0x18, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68
+        ]));
+        // FU-A start of IDR, and a middle fragment.
+        assert!(h264_keyframe_start(&[0x7c, 0x85, 0x00]));
+        assert!(!h264_keyframe_start(&[0x7c, 0x05, 0x00]));
+    }
+
+    #[test]
+    fn vp9_and_av1() {
+        assert!(vp9_keyframe_start(&[0x08]));
+        assert!(!vp9_keyframe_start(&[0x48]));
+        assert!(av1_keyframe_start(&[0x18]));
+        assert!(!av1_keyframe_start(&[0x98]));
+    }
+}

@@ -1,0 +1,679 @@
+//! A room: the participants, their published tracks and who receives what.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use convene_proto::sfu::{ActiveSpeaker, SfuEvent, TrackKind, VideoQuality};
+use str0m::media::{Mid, Pt, Rid};
+
+use super::codec::{is_keyframe_start, Codec};
+use super::layer::Decision;
+use super::participant::Participant;
+use super::speaker::SpeakerDetector;
+use super::subscription::Subscription;
+use super::track::PublishedTrack;
+use super::{ParticipantKey, TrackKey};
+
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub pli_min_interval: Duration,
+    pub speaker_interval: Duration,
+    /// A layer without packets for this long is not selectable.
+    pub layer_timeout: Duration,
+    pub max_tracks_per_participant: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            pli_min_interval: Duration::from_millis(500),
+            speaker_interval: Duration::from_millis(300),
+            layer_timeout: Duration::from_millis(1500),
+            max_tracks_per_participant: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CoreError {
+    #[error("unknown participant")]
+    UnknownParticipant,
+    #[error("unknown track {0}")]
+    UnknownTrack(String),
+    #[error("participant already publishes the maximum of {0} tracks")]
+    TooManyTracks(usize),
+    #[error("a participant cannot subscribe to its own track")]
+    OwnTrack,
+}
+
+/// Why an incoming packet was not forwarded to anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    UnknownTrack,
+    Muted,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::UnknownTrack => "unknown_track",
+            DropReason::Muted => "muted",
+        }
+    }
+}
+
+/// One received RTP packet, as the core needs it.
+#[derive(Debug, Clone)]
+pub struct InboundRtp {
+    pub publisher: ParticipantKey,
+    pub mid: Mid,
+    pub rid: Option<Rid>,
+    pub pt: Pt,
+    pub codec: Codec,
+    /// Extended sequence number.
+    pub seq: u64,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Arc<[u8]>,
+    pub audio_level: Option<i8>,
+    pub voice_activity: Option<bool>,
+    pub received_at: Instant,
+}
+
+/// A packet to write to one subscriber's m-line.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub to: ParticipantKey,
+    pub mid: Mid,
+    pub pt: Pt,
+    pub seq: u64,
+    pub timestamp: u32,
+    pub marker: bool,
+    /// Shared with every other subscriber of the packet: no copy per subscriber.
+    pub payload: Arc<[u8]>,
+    pub audio_level: Option<i8>,
+    pub voice_activity: Option<bool>,
+    /// Video packets are kept for retransmission on NACK; audio is not
+    /// (Opus FEC/RED does better than a late resend).
+    pub nackable: bool,
+    pub received_at: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    Forward(Forward),
+    RequestKeyframe {
+        publisher: ParticipantKey,
+        mid: Mid,
+        rid: Option<Rid>,
+    },
+    Event(SfuEvent),
+}
+
+#[derive(Debug)]
+pub struct Room {
+    id: String,
+    config: CoreConfig,
+    participants: HashMap<ParticipantKey, Participant>,
+    tracks: HashMap<TrackKey, PublishedTrack>,
+    by_publisher_mid: HashMap<(ParticipantKey, Mid), TrackKey>,
+    by_subscriber_mid: HashMap<(ParticipantKey, Mid), TrackKey>,
+    by_id: HashMap<String, TrackKey>,
+    speakers: SpeakerDetector<TrackKey>,
+    next_track: u64,
+}
+
+impl Room {
+    pub fn new(id: String, config: CoreConfig) -> Self {
+        let speakers = SpeakerDetector::new(config.speaker_interval);
+        Self {
+            id,
+            config,
+            participants: HashMap::new(),
+            tracks: HashMap::new(),
+            by_publisher_mid: HashMap::new(),
+            by_subscriber_mid: HashMap::new(),
+            by_id: HashMap::new(),
+            speakers,
+            next_track: 1,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn participant(&self, key: ParticipantKey) -> Option<&Participant> {
+        self.participants.get(&key)
+    }
+
+    pub fn track(&self, key: TrackKey) -> Option<&PublishedTrack> {
+        self.tracks.get(&key)
+    }
+
+    pub fn track_by_id(&self, id: &str) -> Option<&PublishedTrack> {
+        self.by_id.get(id).and_then(|k| self.tracks.get(k))
+    }
+
+    pub fn tracks(&self) -> impl Iterator<Item = &PublishedTrack> {
+        self.tracks.values()
+    }
+
+    pub fn add_participant(&mut self, key: ParticipantKey, id: String, identity: String) {
+        self.participants
+            .insert(key, Participant::new(id, identity));
+    }
+
+    /// Remove a participant with its tracks and subscriptions. Returns the
+    /// subscriber m-lines that carried its tracks, to be stopped.
+    pub fn remove_participant(
+        &mut self,
+        key: ParticipantKey,
+        out: &mut Vec<Action>,
+    ) -> Vec<(ParticipantKey, Mid)> {
+        let mut stop = Vec::new();
+        let own: Vec<Mid> = self
+            .tracks
+            .values()
+            .filter(|t| t.publisher == key)
+            .map(|t| t.mid)
+            .collect();
+        for mid in own {
+            stop.extend(self.unpublish(key, mid, out));
+        }
+        let keys: Vec<TrackKey> = self.tracks.keys().copied().collect();
+        for tk in keys {
+            self.remove_subscription(key, tk);
+        }
+        self.participants.remove(&key);
+        stop
+    }
+
+    /// A publisher's m-line started receiving media.
+    pub fn publish(
+        &mut self,
+        publisher: ParticipantKey,
+        mid: Mid,
+        kind: TrackKind,
+        rids: Vec<Rid>,
+        out: &mut Vec<Action>,
+    ) -> Result<TrackKey, CoreError> {
+        if let Some(k) = self.by_publisher_mid.get(&(publisher, mid)) {
+            return Ok(*k);
+        }
+        let max = self.config.max_tracks_per_participant;
+        let p = self
+            .participants
+            .get_mut(&publisher)
+            .ok_or(CoreError::UnknownParticipant)?;
+        if p.tracks.len() >= max {
+            return Err(CoreError::TooManyTracks(max));
+        }
+        let key = TrackKey(self.next_track);
+        self.next_track += 1;
+        let id = format!("{}/{}", p.id, mid);
+        let track = PublishedTrack::new(key, id.clone(), publisher, mid, kind, rids);
+        p.tracks.push(key);
+        out.push(Action::Event(SfuEvent::TrackPublished {
+            room_id: self.id.clone(),
+            track: track.info(&p.id),
+        }));
+        self.by_publisher_mid.insert((publisher, mid), key);
+        self.by_id.insert(id, key);
+        self.tracks.insert(key, track);
+        Ok(key)
+    }
+
+    /// Remove a published track. Returns the subscriber m-lines to stop.
+    pub fn unpublish(
+        &mut self,
+        publisher: ParticipantKey,
+        mid: Mid,
+        out: &mut Vec<Action>,
+    ) -> Vec<(ParticipantKey, Mid)> {
+        let Some(key) = self.by_publisher_mid.remove(&(publisher, mid)) else {
+            return Vec::new();
+        };
+        let Some(track) = self.tracks.remove(&key) else {
+            return Vec::new();
+        };
+        self.by_id.remove(&track.id);
+        self.speakers.remove(key);
+        let mut stop = Vec::new();
+        for s in &track.subscriptions {
+            if let Some(p) = self.participants.get_mut(&s.subscriber) {
+                if track.kind == TrackKind::Video {
+                    p.video_subscriptions = p.video_subscriptions.saturating_sub(1);
+                }
+            }
+            if let Some(m) = s.out_mid {
+                self.by_subscriber_mid.remove(&(s.subscriber, m));
+                stop.push((s.subscriber, m));
+            }
+        }
+        let participant_id = match self.participants.get_mut(&publisher) {
+            Some(p) => {
+                p.tracks.retain(|t| *t != key);
+                p.id.clone()
+            }
+            None => String::new(),
+        };
+        out.push(Action::Event(SfuEvent::TrackUnpublished {
+            room_id: self.id.clone(),
+            participant_id,
+            track_id: track.id,
+        }));
+        stop
+    }
+
+    /// Request (or update) a subscription. Returns `Some(track)` when the
+    /// subscription is new and needs an m-line at the subscriber.
+    pub fn subscribe(
+        &mut self,
+        subscriber: ParticipantKey,
+        track_id: &str,
+        max_quality: VideoQuality,
+        now: Instant,
+    ) -> Result<Option<TrackKey>, CoreError> {
+        let key = *self
+            .by_id
+            .get(track_id)
+            .ok_or_else(|| CoreError::UnknownTrack(track_id.to_string()))?;
+        let track = self.tracks.get_mut(&key).expect("by_id and tracks agree");
+        if track.publisher == subscriber {
+            return Err(CoreError::OwnTrack);
+        }
+        let p = self
+            .participants
+            .get_mut(&subscriber)
+            .ok_or(CoreError::UnknownParticipant)?;
+        if let Some(s) = track
+            .subscriptions
+            .iter_mut()
+            .find(|s| s.subscriber == subscriber)
+        {
+            s.selector.set_max_quality(max_quality);
+            return Ok(None);
+        }
+        if track.kind == TrackKind::Video {
+            p.video_subscriptions += 1;
+        }
+        track
+            .subscriptions
+            .push(Subscription::new(subscriber, max_quality, now));
+        Ok(Some(key))
+    }
+
+    /// The subscriber's m-line for a subscription is negotiated: start
+    /// forwarding (from the next keyframe, for video).
+    pub fn activate_subscription(
+        &mut self,
+        subscriber: ParticipantKey,
+        track: TrackKey,
+        out_mid: Mid,
+        pt_map: Vec<(Pt, Pt)>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let budget = self
+            .participants
+            .get(&subscriber)
+            .and_then(|p| p.budget_per_video());
+        let Some(t) = self.tracks.get_mut(&track) else {
+            return false;
+        };
+        t.refresh_layer_info(now, self.config.layer_timeout);
+        let Some(s) = t
+            .subscriptions
+            .iter_mut()
+            .find(|s| s.subscriber == subscriber)
+        else {
+            return false;
+        };
+        s.out_mid = Some(out_mid);
+        s.pt_map = pt_map;
+        self.by_subscriber_mid.insert((subscriber, out_mid), track);
+        if t.kind == TrackKind::Video {
+            s.selector.update(&t.layer_info, budget);
+            if let Some(target) = s.selector.target() {
+                let layer = &mut t.layers[target];
+                if layer.pli.request(now) {
+                    out.push(Action::RequestKeyframe {
+                        publisher: t.publisher,
+                        mid: t.mid,
+                        rid: layer.rid,
+                    });
+                }
+            }
+        }
+        true
+    }
+
+    /// Drop a subscription. Returns the subscriber m-line to stop, if one
+    /// was negotiated.
+    pub fn unsubscribe(&mut self, subscriber: ParticipantKey, track_id: &str) -> Option<Mid> {
+        let key = *self.by_id.get(track_id)?;
+        self.remove_subscription(subscriber, key)
+    }
+
+    fn remove_subscription(&mut self, subscriber: ParticipantKey, key: TrackKey) -> Option<Mid> {
+        let t = self.tracks.get_mut(&key)?;
+        let i = t
+            .subscriptions
+            .iter()
+            .position(|s| s.subscriber == subscriber)?;
+        let s = t.subscriptions.swap_remove(i);
+        if t.kind == TrackKind::Video {
+            if let Some(p) = self.participants.get_mut(&subscriber) {
+                p.video_subscriptions = p.video_subscriptions.saturating_sub(1);
+            }
+        }
+        if let Some(m) = s.out_mid {
+            self.by_subscriber_mid.remove(&(subscriber, m));
+        }
+        s.out_mid
+    }
+
+    pub fn set_muted(
+        &mut self,
+        track_id: &str,
+        muted: bool,
+        out: &mut Vec<Action>,
+    ) -> Result<(), CoreError> {
+        let key = *self
+            .by_id
+            .get(track_id)
+            .ok_or_else(|| CoreError::UnknownTrack(track_id.to_string()))?;
+        let t = self.tracks.get_mut(&key).expect("by_id and tracks agree");
+        if t.muted == muted {
+            return Ok(());
+        }
+        t.muted = muted;
+        for s in &mut t.subscriptions {
+            // Skipped packets must not look like loss to the subscriber.
+            s.resync = true;
+            if !muted && t.kind == TrackKind::Video {
+                // Resume at a keyframe: the decoder's references are stale.
+                if let Some(c) = s.selector.current() {
+                    s.selector.layer_stopped(c);
+                }
+            }
+        }
+        out.push(Action::Event(SfuEvent::TrackMuted {
+            room_id: self.id.clone(),
+            track_id: track_id.to_string(),
+            muted,
+        }));
+        Ok(())
+    }
+
+    /// Fan one received packet out. Returns how many subscribers get it.
+    pub fn on_rtp(
+        &mut self,
+        now: Instant,
+        p: &InboundRtp,
+        out: &mut Vec<Action>,
+    ) -> Result<usize, DropReason> {
+        let Room {
+            tracks,
+            by_publisher_mid,
+            participants,
+            speakers,
+            config,
+            id: room_id,
+            ..
+        } = self;
+        let key = *by_publisher_mid
+            .get(&(p.publisher, p.mid))
+            .ok_or(DropReason::UnknownTrack)?;
+        let track = tracks.get_mut(&key).ok_or(DropReason::UnknownTrack)?;
+        track.codec = Some(p.codec);
+        let layers_before = track.layers.len();
+        let li = track.layer_index(p.rid, config.pli_min_interval);
+        let new_layer = track.layers.len() != layers_before;
+        let layer = &mut track.layers[li];
+        layer.on_packet(p.payload.len(), now);
+        let source = layer.source_id;
+        let video = track.kind == TrackKind::Video;
+        if let (false, Some(level)) = (video, p.audio_level) {
+            speakers.observe(key, level, p.voice_activity, now);
+        }
+        if track.muted {
+            return Err(DropReason::Muted);
+        }
+        let keyframe = video && is_keyframe_start(p.codec, &p.payload);
+        if keyframe {
+            layer.pli.keyframe_received();
+        }
+        if new_layer && video {
+            // A subscriber waiting for any picture should not wait for the
+            // next tick to learn this layer exists.
+            track.refresh_layer_info(now, config.layer_timeout);
+            for s in track
+                .subscriptions
+                .iter_mut()
+                .filter(|s| s.out_mid.is_some())
+            {
+                let budget = participants
+                    .get(&s.subscriber)
+                    .and_then(|p| p.budget_per_video());
+                s.selector.update(&track.layer_info, budget);
+            }
+        }
+        let clock_rate = p.codec.clock_rate();
+        let mut forwarded = 0;
+        for s in &mut track.subscriptions {
+            let Some(out_mid) = s.out_mid else { continue };
+            let Some(pt) = s.map_pt(p.pt) else { continue };
+            if video {
+                match s.selector.on_packet(li, keyframe) {
+                    Decision::Drop => continue,
+                    Decision::Forward => {}
+                    Decision::SwitchAndForward => {
+                        let quality = track.layers[li].quality;
+                        if s.reported != Some(quality) {
+                            s.reported = Some(quality);
+                            if let Some(sub) = participants.get(&s.subscriber) {
+                                out.push(Action::Event(SfuEvent::LayerChanged {
+                                    room_id: room_id.clone(),
+                                    subscriber_id: sub.id.clone(),
+                                    track_id: track.id.clone(),
+                                    quality,
+                                }));
+                            }
+                        }
+                    }
+                }
+            }
+            if s.resync {
+                s.munger.resync();
+                s.resync = false;
+            }
+            let Some(m) = s
+                .munger
+                .process(source, p.seq, p.timestamp, clock_rate, now)
+            else {
+                continue;
+            };
+            out.push(Action::Forward(Forward {
+                to: s.subscriber,
+                mid: out_mid,
+                pt,
+                seq: m.seq,
+                timestamp: m.timestamp,
+                marker: p.marker,
+                payload: p.payload.clone(),
+                audio_level: p.audio_level,
+                voice_activity: p.voice_activity,
+                nackable: video,
+                received_at: p.received_at,
+            }));
+            forwarded += 1;
+        }
+        Ok(forwarded)
+    }
+
+    /// A subscriber asked for a keyframe (PLI/FIR) on one of its m-lines.
+    /// Requests from all subscribers of a layer are merged by its throttle.
+    pub fn on_keyframe_request(
+        &mut self,
+        now: Instant,
+        subscriber: ParticipantKey,
+        out_mid: Mid,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let Some(key) = self.by_subscriber_mid.get(&(subscriber, out_mid)) else {
+            return false;
+        };
+        let Some(t) = self.tracks.get_mut(key) else {
+            return false;
+        };
+        if t.kind != TrackKind::Video || t.layers.is_empty() {
+            return false;
+        }
+        let Some(s) = t.subscriptions.iter().find(|s| s.subscriber == subscriber) else {
+            return false;
+        };
+        let li = s.selector.current().or(s.selector.target()).unwrap_or(0);
+        let Some(layer) = t.layers.get_mut(li) else {
+            return false;
+        };
+        if layer.pli.request(now) {
+            out.push(Action::RequestKeyframe {
+                publisher: t.publisher,
+                mid: t.mid,
+                rid: layer.rid,
+            });
+            return true;
+        }
+        false
+    }
+
+    /// str0m reported a publisher stream paused or resumed.
+    pub fn on_stream_paused(
+        &mut self,
+        publisher: ParticipantKey,
+        mid: Mid,
+        rid: Option<Rid>,
+        paused: bool,
+    ) {
+        let Some(key) = self.by_publisher_mid.get(&(publisher, mid)) else {
+            return;
+        };
+        if let Some(t) = self.tracks.get_mut(key) {
+            if let Some(l) = t.layers.iter_mut().find(|l| l.rid == rid) {
+                l.paused = paused;
+            }
+        }
+    }
+
+    /// The subscriber's egress bandwidth estimate changed.
+    pub fn set_bandwidth(&mut self, subscriber: ParticipantKey, bps: u64) {
+        if let Some(p) = self.participants.get_mut(&subscriber) {
+            p.bwe_bps = Some(bps);
+        }
+    }
+
+    /// Periodic work: layer selection, deferred keyframe requests, dynacast
+    /// and active speakers. Call every few tens of milliseconds.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        for t in self.tracks.values_mut() {
+            if t.kind != TrackKind::Video {
+                continue;
+            }
+            t.refresh_layer_info(now, self.config.layer_timeout);
+            let mut wanted = [false; 4];
+            for s in &mut t.subscriptions {
+                if s.out_mid.is_none() {
+                    continue;
+                }
+                let budget = self
+                    .participants
+                    .get(&s.subscriber)
+                    .and_then(|p| p.budget_per_video());
+                s.selector.update(&t.layer_info, budget);
+                if let Some(target) = s.selector.target() {
+                    wanted[t.layers[target].quality as usize] = true;
+                    if s.selector.needs_keyframe() && !t.muted {
+                        let layer = &mut t.layers[target];
+                        if layer.pli.request(now) {
+                            out.push(Action::RequestKeyframe {
+                                publisher: t.publisher,
+                                mid: t.mid,
+                                rid: layer.rid,
+                            });
+                        }
+                    }
+                }
+            }
+            for layer in &mut t.layers {
+                if layer.pli.poll(now) {
+                    out.push(Action::RequestKeyframe {
+                        publisher: t.publisher,
+                        mid: t.mid,
+                        rid: layer.rid,
+                    });
+                }
+            }
+            if !t.announced_rids.is_empty() {
+                let same = t.wanted.len() == wanted.iter().filter(|w| **w).count()
+                    && t.wanted.iter().all(|q| wanted[*q as usize]);
+                if !same {
+                    t.wanted.clear();
+                    for (q, on) in [
+                        VideoQuality::Off,
+                        VideoQuality::Low,
+                        VideoQuality::Medium,
+                        VideoQuality::High,
+                    ]
+                    .into_iter()
+                    .zip(wanted)
+                    {
+                        if on {
+                            t.wanted.push(q);
+                        }
+                    }
+                    if let Some(p) = self.participants.get(&t.publisher) {
+                        out.push(Action::Event(SfuEvent::WantedLayers {
+                            room_id: self.id.clone(),
+                            participant_id: p.id.clone(),
+                            track_id: t.id.clone(),
+                            layers: t.wanted.clone(),
+                        }));
+                    }
+                }
+            }
+        }
+        if let Some(ranking) = self.speakers.poll(now) {
+            let speakers = ranking
+                .iter()
+                .filter_map(|s| {
+                    let t = self.tracks.get(&s.key)?;
+                    let p = self.participants.get(&t.publisher)?;
+                    Some(ActiveSpeaker {
+                        participant_id: p.id.clone(),
+                        track_id: t.id.clone(),
+                        level: s.level,
+                    })
+                })
+                .collect();
+            out.push(Action::Event(SfuEvent::ActiveSpeakersChanged {
+                room_id: self.id.clone(),
+                speakers,
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "room_tests.rs"]
+mod tests;

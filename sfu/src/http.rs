@@ -1,0 +1,157 @@
+//! The network form of the control API: HTTP/JSON on an internal port,
+//! guarded by a shared secret (`Authorization: Bearer <secret>`).
+//!
+//! `POST /v1/request` takes an [`SfuRequest`] and answers an
+//! [`SfuResponse`]; `GET /v1/events` streams [`SfuEvent`]s as server-sent
+//! events. Both map one to one onto [`SfuHandle`], so a signaling service
+//! in another process gets the same API as `convene up` in-process.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use convene_proto::sfu::{SfuRequest, SfuResponse};
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::core::CoreError;
+use crate::error::SfuError;
+use crate::handle::SfuHandle;
+
+#[derive(Clone)]
+struct AppState {
+    handle: SfuHandle,
+    secret: Arc<str>,
+}
+
+pub fn router(handle: SfuHandle, secret: &str) -> Router {
+    Router::new()
+        .route("/v1/request", post(request))
+        .route("/v1/events", get(events))
+        .with_state(AppState {
+            handle,
+            secret: Arc::from(secret),
+        })
+}
+
+/// Constant-time comparison so the secret cannot be guessed byte by byte
+/// from response timing.
+fn authorized(headers: &HeaderMap, secret: &str) -> bool {
+    let Some(got) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (got.as_bytes(), secret.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn status_of(e: &SfuError) -> (StatusCode, &'static str) {
+    match e {
+        SfuError::UnknownRoom(_) => (StatusCode::NOT_FOUND, "unknown_room"),
+        SfuError::UnknownParticipant(_) => (StatusCode::NOT_FOUND, "unknown_participant"),
+        SfuError::Core(CoreError::UnknownTrack(_)) => (StatusCode::NOT_FOUND, "unknown_track"),
+        SfuError::Core(_) => (StatusCode::CONFLICT, "rejected"),
+        SfuError::RoomFull(_) => (StatusCode::CONFLICT, "room_full"),
+        SfuError::DuplicateParticipant(_) => (StatusCode::CONFLICT, "duplicate_participant"),
+        SfuError::NoPendingOffer => (StatusCode::CONFLICT, "no_pending_offer"),
+        SfuError::Sdp(_) => (StatusCode::BAD_REQUEST, "invalid_sdp"),
+        SfuError::Negotiation(_) => (StatusCode::BAD_REQUEST, "negotiation_failed"),
+        SfuError::NotPermitted => (StatusCode::FORBIDDEN, "not_permitted"),
+        SfuError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+async fn request(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<SfuRequest>,
+) -> (StatusCode, Json<SfuResponse>) {
+    if !authorized(&headers, &st.secret) {
+        let body = SfuResponse::Error {
+            code: "unauthorized".into(),
+            message: "missing or wrong bearer secret".into(),
+        };
+        return (StatusCode::UNAUTHORIZED, Json(body));
+    }
+    let h = &st.handle;
+    let result = match req {
+        SfuRequest::Join(r) => h
+            .join(
+                &r.room_id,
+                &r.participant_id,
+                &r.identity,
+                &r.offer_sdp,
+                r.grants,
+            )
+            .await
+            .map(|answer_sdp| SfuResponse::Answer { answer_sdp }),
+        SfuRequest::Offer(r) => h
+            .handle_offer(&r.room_id, &r.participant_id, &r.offer_sdp)
+            .await
+            .map(|answer_sdp| SfuResponse::Answer { answer_sdp }),
+        SfuRequest::Answer(r) => h
+            .handle_answer(&r.room_id, &r.participant_id, &r.answer_sdp)
+            .await
+            .map(|_| SfuResponse::Ok),
+        SfuRequest::Subscribe(r) => h
+            .subscribe(&r.room_id, &r.participant_id, &r.track_ids, r.max_quality)
+            .await
+            .map(|_| SfuResponse::Ok),
+        SfuRequest::Unsubscribe(r) => h
+            .unsubscribe(&r.room_id, &r.participant_id, &r.track_ids)
+            .await
+            .map(|_| SfuResponse::Ok),
+        SfuRequest::SetMute(r) => h
+            .set_mute(&r.room_id, &r.track_id, r.muted)
+            .await
+            .map(|_| SfuResponse::Ok),
+        SfuRequest::RemoveParticipant(r) => h
+            .remove_participant(&r.room_id, &r.participant_id)
+            .await
+            .map(|_| SfuResponse::Ok),
+        SfuRequest::CloseRoom(r) => h.close_room(&r.room_id).await.map(|_| SfuResponse::Ok),
+    };
+    match result {
+        Ok(r) => (StatusCode::OK, Json(r)),
+        Err(e) => {
+            let (status, code) = status_of(&e);
+            let body = SfuResponse::Error {
+                code: code.into(),
+                message: e.to_string(),
+            };
+            (status, Json(body))
+        }
+    }
+}
+
+async fn events(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, StatusCode> {
+    if !authorized(&headers, &st.secret) {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    let rx = st.handle.events();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    let ev = Event::default().json_data(&e).unwrap_or_default();
+                    return Some((Ok(ev), rx));
+                }
+                // A slow reader skips what it missed rather than stalling.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

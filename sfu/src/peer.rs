@@ -1,0 +1,166 @@
+//! One participant's WebRTC session: a str0m `Rtc` in RTP mode plus the
+//! negotiation bookkeeping the SFU needs around it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use convene_proto::sfu::{DisconnectReason, Grants};
+use str0m::bwe::Bitrate;
+use str0m::change::SdpPendingOffer;
+use str0m::channel::ChannelId;
+use str0m::format::{Codec as StrCodec, PayloadParams};
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
+
+use crate::config::SfuConfig;
+use crate::core::{Codec, TrackKey};
+use crate::error::SfuError;
+
+pub struct Peer {
+    pub room: String,
+    pub participant_id: String,
+    pub grants: Grants,
+    pub rtc: Rtc,
+    pub ufrag: String,
+    /// Local candidates, for picking the `destination` of received packets.
+    pub local_addrs: Vec<SocketAddr>,
+    /// Our offer awaiting the client's answer.
+    pub pending: Option<SdpPendingOffer>,
+    /// Subscriptions in the pending offer: track -> our new m-line.
+    pub negotiating: Vec<(TrackKey, Mid)>,
+    /// Negotiated subscriptions waiting for DTLS: forwarding (and its first
+    /// keyframe) must not start before the subscriber can receive it.
+    pub deferred: Vec<(TrackKey, Mid)>,
+    /// Subscriptions waiting for the next offer.
+    pub to_add: Vec<TrackKey>,
+    /// Our m-lines to stop in the next offer.
+    pub to_stop: Vec<Mid>,
+    pub joined_at: Instant,
+    pub ice_connected_at: Option<Instant>,
+    pub connected: bool,
+    pub next_timeout: Instant,
+    pub channel: Option<ChannelId>,
+    /// Set when the session must end; the worker removes the peer.
+    pub dead: Option<DisconnectReason>,
+    /// Last seen NACK count per outgoing m-line (str0m reports totals).
+    pub nacks_seen: Vec<(Mid, u64)>,
+}
+
+impl Peer {
+    pub fn new(
+        room: String,
+        participant_id: String,
+        grants: Grants,
+        config: &SfuConfig,
+        local_addrs: Vec<SocketAddr>,
+        now: Instant,
+    ) -> Result<Self, SfuError> {
+        let creds = IceCreds::new();
+        let ufrag = creds.ufrag.clone();
+        let rtc = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(creds)
+            .enable_bwe(Some(Bitrate::kbps(config.bwe_initial_kbps)))
+            .set_send_buffer_video(config.send_buffer_video)
+            .set_send_buffer_audio(config.send_buffer_audio)
+            .set_reordering_size_video(config.reorder_buffer_video)
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
+        let mut peer = Self {
+            room,
+            participant_id,
+            grants,
+            rtc,
+            ufrag,
+            local_addrs: local_addrs.clone(),
+            pending: None,
+            negotiating: Vec::new(),
+            deferred: Vec::new(),
+            to_add: Vec::new(),
+            to_stop: Vec::new(),
+            joined_at: now,
+            ice_connected_at: None,
+            connected: false,
+            next_timeout: now,
+            channel: None,
+            dead: None,
+            nacks_seen: Vec::new(),
+        };
+        for addr in local_addrs {
+            let c = Candidate::host(addr, "udp")
+                .map_err(|e| SfuError::Config(format!("candidate {addr}: {e}")))?;
+            peer.rtc.add_local_candidate(c);
+        }
+        Ok(peer)
+    }
+
+    /// The local candidate a datagram from `source` arrived on.
+    ///
+    /// With one wildcard-bound socket the real destination address is not
+    /// known; str0m only accepts STUN for a known local candidate, so the
+    /// first announced address of the same family stands in for it.
+    pub fn destination_for(&self, source: SocketAddr) -> Option<SocketAddr> {
+        self.local_addrs
+            .iter()
+            .find(|a| a.is_ipv4() == source.is_ipv4())
+            .or(self.local_addrs.first())
+            .copied()
+    }
+
+    pub fn needs_negotiation(&self) -> bool {
+        self.pending.is_none() && (!self.to_add.is_empty() || !self.to_stop.is_empty())
+    }
+
+    /// The forwarding codec class for an incoming payload type.
+    pub fn codec_for_pt(&self, pt: Pt) -> Codec {
+        let cfg = self.rtc.codec_config();
+        if let Some(p) = cfg.find(|p| p.pt() == pt) {
+            return map_codec(p.spec().codec);
+        }
+        if cfg.find(|p| p.red() == Some(pt)).is_some() {
+            return Codec::Red;
+        }
+        Codec::OtherVideo
+    }
+
+    /// Payload types this peer negotiated for `kind`, with their RED
+    /// companions, to map against another peer's.
+    pub fn params(&self, kind: MediaKind) -> Vec<PayloadParams> {
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter(|p| p.spec().codec.kind() == kind)
+            .copied()
+            .collect()
+    }
+
+    /// Publisher PT -> this peer's PT for every codec both negotiated.
+    pub fn pt_map(&self, publisher_params: &[PayloadParams]) -> Vec<(Pt, Pt)> {
+        let cfg = self.rtc.codec_config();
+        let mut map = Vec::new();
+        for p in publisher_params {
+            if let Some(local) = cfg.match_params(*p) {
+                map.push((p.pt(), local.pt()));
+                if let (Some(a), Some(b)) = (p.red(), local.red()) {
+                    map.push((a, b));
+                }
+            }
+        }
+        map
+    }
+}
+
+fn map_codec(c: StrCodec) -> Codec {
+    match c {
+        StrCodec::Opus => Codec::Opus,
+        StrCodec::Vp8 => Codec::Vp8,
+        StrCodec::Vp9 => Codec::Vp9,
+        StrCodec::H264 => Codec::H264,
+        StrCodec::Av1 => Codec::Av1,
+        StrCodec::Red => Codec::Red,
+        c if c.is_audio() => Codec::OtherAudio,
+        _ => Codec::OtherVideo,
+    }
+}

@@ -1,0 +1,390 @@
+//! Simulcast end to end over loopback UDP, with str0m client peers in RTP
+//! mode: the publisher writes three rid streams (q, h, f); the subscriber
+//! asks for Low, then High.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use convene_sfu::{SfuConfig, SfuEvent, VideoQuality};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+const RIDS: [&str; 3] = ["q", "h", "f"];
+
+struct Client {
+    rtc: Rtc,
+    socket: UdpSocket,
+    addr: SocketAddr,
+    /// (layer marker byte, seq, keyframe) of received video packets.
+    received: Vec<(u8, u16, bool)>,
+    keyframe_wanted: [bool; 3],
+}
+
+impl Client {
+    fn new() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        Self {
+            rtc,
+            socket,
+            addr,
+            received: Vec::new(),
+            keyframe_wanted: [true; 3],
+        }
+    }
+
+    fn drain(&mut self) {
+        loop {
+            match self.rtc.poll_output().expect("poll") {
+                Output::Timeout(_) => return,
+                Output::Transmit(t) => {
+                    let _ = self.socket.send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::RtpPacket(p)) => {
+                    let layer = p.payload.get(2).copied().unwrap_or(255);
+                    let key =
+                        p.payload.get(1).is_some_and(|b| b & 1 == 0) && p.payload[0] & 0x10 != 0;
+                    self.received.push((layer, p.header.sequence_number, key));
+                }
+                Output::Event(Event::KeyframeRequest(r)) => {
+                    if let Some(i) = r.rid.and_then(|rid| RIDS.iter().position(|x| **x == *rid)) {
+                        self.keyframe_wanted[i] = true;
+                    }
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn pump(&mut self, now: Instant) {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, source)) = self.socket.recv_from(&mut buf) {
+            let Ok(contents) = buf[..n].try_into() else {
+                continue;
+            };
+            let input = Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: self.addr,
+                    contents,
+                },
+            );
+            let _ = self.rtc.handle_input(input);
+            self.drain();
+        }
+        self.rtc.handle_input(Input::Timeout(now)).unwrap();
+        self.drain();
+    }
+}
+
+/// Runs both peers' network loops for `d` (blocking; these tests have few
+/// packets), with the publisher writing 30 fps frames on each layer.
+struct Media {
+    mid: Mid,
+    audio_mid: Mid,
+    frame: u64,
+    seq: [u64; 3],
+    next_frame: Instant,
+}
+
+impl Media {
+    fn step(&mut self, publisher: &mut Client, now: Instant) {
+        if now < self.next_frame {
+            return;
+        }
+        self.next_frame = now + Duration::from_millis(33);
+        let pt = publisher
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .unwrap()
+            .pt();
+        for (i, rid) in RIDS.iter().enumerate() {
+            let key = std::mem::take(&mut publisher.keyframe_wanted[i]);
+            for k in 0..2u8 {
+                // VP8 descriptor: S bit on the first packet; payload header
+                // P bit clear on a keyframe. Byte 2 tags the layer.
+                let mut payload = vec![
+                    if k == 0 { 0x10 } else { 0x00 },
+                    if key { 0x00 } else { 0x01 },
+                    i as u8,
+                ];
+                payload.resize(200 * (i + 1), 0xab);
+                let seq = self.seq[i];
+                self.seq[i] += 1;
+                let ts = (self.frame * 3000) as u32 + 1_000_000 * i as u32;
+                let mut api = publisher.rtc.direct_api();
+                let stream = api
+                    .stream_tx_by_mid(self.mid, Some(Rid::from(*rid)))
+                    .expect("tx stream for rid");
+                stream.write_rtp(
+                    RtpWrite::new(pt, seq.into(), ts, now, payload)
+                        .marker(k == 1)
+                        .nackable(true),
+                );
+                publisher.drain();
+            }
+        }
+        // One Opus packet per step, loud (-20 dBov) with voice activity,
+        // so the room's speaker detection sees the publisher talking.
+        let opus = publisher
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .unwrap()
+            .pt();
+        let ext = ExtensionValues {
+            audio_level: Some(-20),
+            voice_activity: Some(true),
+            ..Default::default()
+        };
+        let mut api = publisher.rtc.direct_api();
+        if let Some(stream) = api.stream_tx_by_mid(self.audio_mid, None) {
+            stream.write_rtp(
+                RtpWrite::new(
+                    opus,
+                    (5000 + self.frame).into(),
+                    (self.frame * 1584) as u32,
+                    now,
+                    vec![0xf8u8; 40],
+                )
+                .ext_vals(ext),
+            );
+        }
+        publisher.drain();
+        self.frame += 1;
+    }
+}
+
+fn run_for(d: Duration, p: &mut Client, s: &mut Client, media: &mut Media) {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        let now = Instant::now();
+        media.step(p, now);
+        p.pump(now);
+        s.pump(now);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_gets_low_layer_then_switches_up_at_keyframe() {
+    tokio::time::timeout(Duration::from_secs(60), run())
+        .await
+        .expect("test timed out");
+}
+
+async fn run() {
+    common::init_log();
+    let (sfu, handle) = convene_sfu::start(SfuConfig::for_tests()).await.unwrap();
+    let mut events = handle.events();
+    let room = "sim";
+
+    // Publisher: one video m-line with three send rids.
+    let mut publisher = Client::new();
+    let mut sim = Simulcast::new();
+    for r in RIDS {
+        sim.add_send_layer(SimulcastLayer::new(r));
+    }
+    let mut change = publisher.rtc.sdp_api();
+    let audio_mid = change.add_media(
+        MediaKind::Audio,
+        Direction::SendOnly,
+        Some("pub".into()),
+        Some("mic".into()),
+        None,
+    );
+    let mid = change.add_media(
+        MediaKind::Video,
+        Direction::SendOnly,
+        Some("pub".into()),
+        Some("cam".into()),
+        Some(sim),
+    );
+    let (offer, pending): (SdpOffer, SdpPendingOffer) = change.apply().unwrap();
+    let answer = handle
+        .join(
+            room,
+            "pub",
+            "pub",
+            &offer.to_sdp_string(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    publisher
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    publisher.drain();
+
+    // Subscriber: just a data channel to start with.
+    let mut subscriber = Client::new();
+    let mut change = subscriber.rtc.sdp_api();
+    change.add_channel("convene".into());
+    let (offer, pending) = change.apply().unwrap();
+    let answer = handle
+        .join(
+            room,
+            "sub",
+            "sub",
+            &offer.to_sdp_string(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    subscriber
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    subscriber.drain();
+
+    let mut media = Media {
+        mid,
+        audio_mid,
+        frame: 0,
+        seq: [100, 20_000, 65_000],
+        next_frame: Instant::now(),
+    };
+    run_for(
+        Duration::from_millis(600),
+        &mut publisher,
+        &mut subscriber,
+        &mut media,
+    );
+
+    let track_id = format!("pub/{mid}");
+    handle
+        .subscribe(
+            room,
+            "sub",
+            std::slice::from_ref(&track_id),
+            VideoQuality::Low,
+        )
+        .await
+        .unwrap();
+    // Answer the SFU's renegotiation offer.
+    let mut seen = Vec::new();
+    let offer_sdp = loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            SfuEvent::RenegotiationOffer {
+                participant_id,
+                offer_sdp,
+                ..
+            } if participant_id == "sub" => break offer_sdp,
+            e => seen.push(e),
+        }
+    };
+    let answer = subscriber
+        .rtc
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer_sdp).unwrap())
+        .unwrap();
+    subscriber.drain();
+    handle
+        .handle_answer(room, "sub", &answer.to_sdp_string())
+        .await
+        .unwrap();
+
+    run_for(
+        Duration::from_millis(1200),
+        &mut publisher,
+        &mut subscriber,
+        &mut media,
+    );
+    let low: Vec<_> = subscriber.received.clone();
+    assert!(low.len() >= 20, "received {} packets", low.len());
+    assert!(
+        low.iter().all(|(l, _, _)| *l == 0),
+        "only the low layer: {low:?}"
+    );
+    assert!(low[0].2, "starts at a keyframe");
+
+    // Raise the cap: the SFU asks for a high keyframe and switches there.
+    handle
+        .subscribe(
+            room,
+            "sub",
+            std::slice::from_ref(&track_id),
+            VideoQuality::High,
+        )
+        .await
+        .unwrap();
+    run_for(
+        Duration::from_millis(1500),
+        &mut publisher,
+        &mut subscriber,
+        &mut media,
+    );
+    let all = subscriber.received.clone();
+    let first_high = all
+        .iter()
+        .position(|(l, _, _)| *l == 2)
+        .expect("switched to high");
+    assert!(all[first_high].2, "switch happens at a keyframe");
+    assert!(
+        all[first_high..].iter().all(|(l, _, _)| *l == 2),
+        "no flapping back"
+    );
+    assert!(all.len() - first_high >= 20);
+    let seqs: Vec<u16> = all.iter().map(|(_, s, _)| *s).collect();
+    assert!(
+        common::continuous(&seqs),
+        "continuous across the switch: {seqs:?}"
+    );
+
+    // Events along the way: layer changes, dynacast, active speakers.
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    let has = |f: &dyn Fn(&SfuEvent) -> bool| seen.iter().any(f);
+    assert!(has(&|e| matches!(
+        e,
+        SfuEvent::LayerChanged {
+            quality: VideoQuality::Low,
+            ..
+        }
+    )));
+    assert!(has(&|e| matches!(
+        e,
+        SfuEvent::LayerChanged {
+            quality: VideoQuality::High,
+            ..
+        }
+    )));
+    assert!(has(
+        &|e| matches!(e, SfuEvent::WantedLayers { layers, .. } if layers == &[VideoQuality::Low])
+    ));
+    assert!(has(
+        &|e| matches!(e, SfuEvent::WantedLayers { layers, .. } if layers == &[VideoQuality::High])
+    ));
+    assert!(
+        has(
+            &|e| matches!(e, SfuEvent::ActiveSpeakersChanged { speakers, .. }
+            if speakers.first().is_some_and(|s| s.participant_id == "pub"))
+        ),
+        "{seen:?}"
+    );
+
+    let m = sfu.metrics();
+    assert!(m.layer_switches.get() >= 2);
+    assert!(m.keyframe_requests.get() >= 2);
+    sfu.shutdown().await;
+}

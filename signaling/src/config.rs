@@ -1,0 +1,69 @@
+//! Signaling limits and timeouts. Each one is named, has a default and a flag,
+//! because operators tune them per deployment (bigger rooms, slower networks).
+
+use std::time::Duration;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SignalingConfig {
+    /// Largest WebSocket frame accepted; a larger one closes the connection
+    /// (an SDP with many simulcast m-lines stays well under 64 KiB).
+    #[arg(long = "ws-max-frame-bytes", env = "CONVENE_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+    /// A room participant silent this long is dropped and the room told.
+    #[arg(long = "ws-heartbeat-timeout-secs", default_value_t = 15)]
+    pub heartbeat_timeout_secs: u64,
+    /// A waiter silent this long leaves the waiting hall (no ghost waiters).
+    #[arg(long = "ws-waiting-heartbeat-timeout-secs", default_value_t = 30)]
+    pub waiting_heartbeat_timeout_secs: u64,
+    /// How long a dropped participant keeps its place for a resume.
+    #[arg(long = "ws-resume-grace-secs", default_value_t = 30)]
+    pub resume_grace_secs: u64,
+    /// Sustained client messages per second per connection.
+    #[arg(long = "ws-messages-per-sec", default_value_t = 20)]
+    pub messages_per_sec: u32,
+    /// Burst of client messages allowed above the sustained rate.
+    #[arg(long = "ws-message-burst", default_value_t = 40)]
+    pub message_burst: u32,
+    /// Lobby chat messages per minute per connection.
+    #[arg(long = "ws-lobby-messages-per-min", default_value_t = 10)]
+    pub lobby_messages_per_min: u32,
+    /// Knocks (waiting-hall entries) per second per conference, as Jitsi limits joins.
+    #[arg(long = "ws-knocks-per-sec", default_value_t = 3)]
+    pub knocks_per_sec: u32,
+    /// Longest chat or lobby message, in characters.
+    #[arg(long = "ws-max-chat-chars", default_value_t = 2000)]
+    pub max_chat_chars: usize,
+    /// Messages queued to one slow client before it is disconnected, so one
+    /// stuck browser cannot grow the server's memory.
+    #[arg(long = "ws-outbound-queue", default_value_t = 512)]
+    pub outbound_queue: usize,
+}
+
+impl Default for SignalingConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            heartbeat_timeout_secs: 15,
+            waiting_heartbeat_timeout_secs: 30,
+            resume_grace_secs: 30,
+            messages_per_sec: 20,
+            message_burst: 40,
+            lobby_messages_per_min: 10,
+            knocks_per_sec: 3,
+            max_chat_chars: 2000,
+            outbound_queue: 512,
+        }
+    }
+}
+
+impl SignalingConfig {
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+    pub fn waiting_heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(self.waiting_heartbeat_timeout_secs)
+    }
+    pub fn resume_grace(&self) -> Duration {
+        Duration::from_secs(self.resume_grace_secs)
+    }
+}

@@ -1,0 +1,286 @@
+//! One WebSocket connection: framing, limits, heartbeat, and handing
+//! messages to the conference's room actor.
+//!
+//! Bad input never ends a connection except a frame over the size limit:
+//! malformed JSON, unknown types and messages in the wrong state are answered
+//! with an `error` frame and counted.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use convene_proto::ice::IceServer;
+use convene_proto::signaling::{ClientMessage, ErrorCode, ServerMessage};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::ratelimit::TokenBucket;
+use crate::room::{RoomCmd, RoomHandle};
+use crate::Inner;
+
+/// What the room actor asks a connection to do.
+pub(crate) enum Outbound {
+    Msg(ServerMessage),
+    Close(u16, String),
+}
+
+/// The room actor's side of a connection. Sending never blocks: a client
+/// whose queue is full is too slow to keep and is disconnected.
+#[derive(Clone)]
+pub(crate) struct ConnHandle {
+    pub id: u64,
+    tx: mpsc::Sender<Outbound>,
+    kill: Arc<Notify>,
+    waiting: Arc<AtomicBool>,
+    pub ice_servers: Vec<IceServer>,
+}
+
+impl ConnHandle {
+    pub fn send(&self, msg: ServerMessage) {
+        if self.tx.try_send(Outbound::Msg(msg)).is_err() {
+            self.kill.notify_one();
+        }
+    }
+
+    pub fn close(&self, code: u16, reason: &str) {
+        if self
+            .tx
+            .try_send(Outbound::Close(code, reason.to_string()))
+            .is_err()
+        {
+            self.kill.notify_one();
+        }
+    }
+
+    /// Waiters get the longer waiting-hall heartbeat timeout.
+    pub fn set_waiting(&self, waiting: bool) {
+        self.waiting.store(waiting, Ordering::Relaxed);
+    }
+}
+
+/// How a connection ended, which decides whether its participant may resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Normal close or `leave`: the participant leaves now.
+    Clean,
+    /// The socket broke: the participant keeps its place for the grace period.
+    Lost,
+    /// Heartbeat timeout: treated as gone.
+    Silent,
+}
+
+fn message_type(msg: &ClientMessage) -> &'static str {
+    match msg {
+        ClientMessage::Join { .. } => "join",
+        ClientMessage::Ping => "ping",
+        ClientMessage::Offer { .. } => "offer",
+        ClientMessage::Answer { .. } => "answer",
+        ClientMessage::Candidate { .. } => "candidate",
+        ClientMessage::Subscribe { .. } => "subscribe",
+        ClientMessage::Unsubscribe { .. } => "unsubscribe",
+        ClientMessage::Mute { .. } => "mute",
+        ClientMessage::Chat { .. } => "chat",
+        ClientMessage::LobbyMessage { .. } => "lobby_message",
+        ClientMessage::Admit { .. } => "admit",
+        ClientMessage::Deny { .. } => "deny",
+        ClientMessage::AdmitAll => "admit_all",
+        ClientMessage::MoveToWaiting { .. } => "move_to_waiting",
+        ClientMessage::Remove { .. } => "remove",
+        ClientMessage::MuteParticipant { .. } => "mute_participant",
+        ClientMessage::EndConference => "end_conference",
+        ClientMessage::Leave => "leave",
+    }
+}
+
+pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
+    let config = inner.config.clone();
+    let metrics = inner.metrics.clone();
+    metrics.connections.inc();
+    metrics.connections_total.inc();
+
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel(config.outbound_queue.max(8));
+    let kill = Arc::new(Notify::new());
+    let waiting = Arc::new(AtomicBool::new(false));
+    let conn = ConnHandle {
+        id: inner.next_conn_id(),
+        tx,
+        kill: kill.clone(),
+        waiting: waiting.clone(),
+        ice_servers: Vec::new(),
+    };
+    let mut room: Option<RoomHandle> = None;
+    let mut bucket = TokenBucket::new(
+        f64::from(config.messages_per_sec),
+        config.message_burst,
+        Instant::now(),
+    );
+    let mut last_heard = tokio::time::Instant::now();
+
+    let ending = loop {
+        let timeout = if waiting.load(Ordering::Relaxed) {
+            config.waiting_heartbeat_timeout()
+        } else {
+            config.heartbeat_timeout()
+        };
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    None | Some(Err(_)) => break Ending::Lost,
+                    Some(Ok(Message::Close(frame))) => {
+                        let normal = frame.as_ref().is_none_or(|f| f.code == 1000);
+                        break if normal { Ending::Clean } else { Ending::Lost };
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        last_heard = tokio::time::Instant::now();
+                        continue;
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        metrics.rejected_frames.with_label_values(&["binary"]).inc();
+                        conn.send(error(ErrorCode::BadMessage, "frames are JSON text"));
+                        continue;
+                    }
+                    Some(Ok(Message::Text(t))) => t,
+                };
+                last_heard = tokio::time::Instant::now();
+                if text.len() > config.max_frame_bytes {
+                    metrics.rejected_frames.with_label_values(&["too_large"]).inc();
+                    let _ = sink.send(close_frame(1009, "frame too large")).await;
+                    break Ending::Lost;
+                }
+                if bucket.try_take(Instant::now()).is_err() {
+                    metrics.rejected_frames.with_label_values(&["rate_limited"]).inc();
+                    metrics.error(ErrorCode::RateLimited);
+                    conn.send(error(ErrorCode::RateLimited, "too many messages; slow down"));
+                    continue;
+                }
+                let msg: ClientMessage = match serde_json::from_str(text.as_str()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        metrics.rejected_frames.with_label_values(&["malformed"]).inc();
+                        metrics.error(ErrorCode::BadMessage);
+                        conn.send(error(ErrorCode::BadMessage, &format!("unreadable message: {e}")));
+                        continue;
+                    }
+                };
+                metrics.messages.with_label_values(&[message_type(&msg)]).inc();
+                match (&room, msg) {
+                    (_, ClientMessage::Ping) => {
+                        conn.send(ServerMessage::Pong);
+                        if let Some(r) = &room {
+                            let _ = r.tx.send(RoomCmd::Heartbeat { conn_id: conn.id }).await;
+                        }
+                    }
+                    (None, ClientMessage::Join { token, resume_token }) => {
+                        let started = Instant::now();
+                        match enter(&inner, &conn, &token, resume_token).await {
+                            Ok(r) => {
+                                metrics.join_latency.observe(started.elapsed().as_secs_f64());
+                                room = Some(r);
+                            }
+                            Err((code, message)) => {
+                                metrics.error(code);
+                                conn.send(ServerMessage::Error { code, message });
+                            }
+                        }
+                    }
+                    (None, _) => {
+                        metrics.error(ErrorCode::NotJoined);
+                        conn.send(error(ErrorCode::NotJoined, "send join with a token first"));
+                    }
+                    (Some(r), msg) => {
+                        if r.tx.send(RoomCmd::Client { conn_id: conn.id, msg }).await.is_err() {
+                            conn.send(error(ErrorCode::Internal, "the room closed"));
+                            room = None;
+                        }
+                    }
+                }
+            }
+            out = rx.recv() => match out {
+                Some(Outbound::Msg(m)) => {
+                    let Ok(json) = serde_json::to_string(&m) else { continue };
+                    if sink.send(Message::Text(json.into())).await.is_err() {
+                        break Ending::Lost;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    let _ = sink.send(close_frame(code, &reason)).await;
+                    break Ending::Clean;
+                }
+                None => break Ending::Lost,
+            },
+            _ = kill.notified() => {
+                metrics.rejected_frames.with_label_values(&["slow_consumer"]).inc();
+                let _ = sink.send(close_frame(1008, "too slow to keep up")).await;
+                break Ending::Lost;
+            }
+            _ = tokio::time::sleep_until(last_heard + timeout) => {
+                let _ = sink.send(close_frame(4001, "heartbeat timeout")).await;
+                break Ending::Silent;
+            }
+        }
+    };
+    if let Some(r) = room {
+        let _ =
+            r.tx.send(RoomCmd::Disconnected {
+                conn_id: conn.id,
+                ending,
+            })
+            .await;
+    }
+    metrics.connections.dec();
+}
+
+fn error(code: ErrorCode, message: &str) -> ServerMessage {
+    ServerMessage::Error {
+        code,
+        message: message.to_string(),
+    }
+}
+
+fn close_frame(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
+}
+
+async fn enter(
+    inner: &Arc<Inner>,
+    conn: &ConnHandle,
+    token: &str,
+    resume_token: Option<String>,
+) -> Result<RoomHandle, (ErrorCode, String)> {
+    let admission = inner
+        .control
+        .verify(token)
+        .await
+        .map_err(|e| (e.code(), e.to_string()))?;
+    // TURN credentials name the user, so they are made once the token is known.
+    let mut conn = conn.clone();
+    conn.ice_servers = inner
+        .ice
+        .ice_servers(&admission.user_id.to_string(), std::time::SystemTime::now());
+    // The actor may stop between lookup and send; a second try gets a new one.
+    for _ in 0..2 {
+        let room = inner.hub.room(admission.conference_id, inner);
+        let (reply, answer) = oneshot::channel();
+        let cmd = RoomCmd::Enter {
+            conn: conn.clone(),
+            admission: admission.clone(),
+            resume_token: resume_token.clone(),
+            reply,
+        };
+        if room.tx.send(cmd).await.is_err() {
+            inner.hub.forget(admission.conference_id);
+            continue;
+        }
+        return match answer.await {
+            Ok(Ok(())) => Ok(room),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err((ErrorCode::Internal, "room stopped".into())),
+        };
+    }
+    Err((ErrorCode::Internal, "room unavailable".into()))
+}

@@ -1,0 +1,72 @@
+//! The rooms on this node, one actor per conference, created on first use
+//! and dropped when the last member leaves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+use crate::room::{RoomActor, RoomCmd, RoomHandle};
+use crate::Inner;
+
+#[derive(Default)]
+pub(crate) struct Hub {
+    // Touched on join and leave only, never per message: a mutex is enough.
+    rooms: Mutex<HashMap<Uuid, RoomHandle>>,
+}
+
+impl Hub {
+    pub(crate) fn room(&self, conference: Uuid, inner: &Arc<Inner>) -> RoomHandle {
+        let mut rooms = self.rooms.lock();
+        if let Some(r) = rooms.get(&conference) {
+            if !r.tx.is_closed() {
+                return r.clone();
+            }
+        }
+        let weak = Arc::downgrade(inner);
+        let handle = RoomActor::spawn(
+            conference,
+            inner.control.clone(),
+            inner.media.clone(),
+            inner.config.clone(),
+            inner.metrics.clone(),
+            move || {
+                if let Some(inner) = weak.upgrade() {
+                    let mut rooms = inner.hub.rooms.lock();
+                    if rooms.get(&conference).is_some_and(|r| r.tx.is_closed()) {
+                        rooms.remove(&conference);
+                    }
+                }
+            },
+        );
+        rooms.insert(conference, handle.clone());
+        handle
+    }
+
+    pub(crate) fn forget(&self, conference: Uuid) {
+        let mut rooms = self.rooms.lock();
+        if rooms.get(&conference).is_some_and(|r| r.tx.is_closed()) {
+            rooms.remove(&conference);
+        }
+    }
+
+    fn get(&self, conference: &Uuid) -> Option<RoomHandle> {
+        self.rooms.lock().get(conference).cloned()
+    }
+
+    /// Routes SFU events to the room they belong to. Rooms are named by the
+    /// conference id, so an event for an unknown room is simply dropped.
+    pub(crate) async fn route_sfu_events(inner: Arc<Inner>) {
+        let mut events = inner.media.events();
+        while let Some(ev) = events.next().await {
+            let Ok(conference) = Uuid::parse_str(ev.room_id()) else {
+                continue;
+            };
+            if let Some(room) = inner.hub.get(&conference) {
+                let _ = room.tx.send(RoomCmd::Sfu(ev)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! What the signaling service needs from the control plane and the SFU.
+//!
+//! Signaling runs either inside `convene up`, next to the control plane and
+//! the SFU, or as its own process talking to them over the network. These
+//! traits are that seam: the in-process implementations wrap
+//! `convene_control::Control` and `convene_sfu::SfuHandle`, so the database
+//! stays the source of truth for the waiting hall and the SFU for media.
+
+use async_trait::async_trait;
+use convene_proto::sfu::{
+    AnswerRequest, JoinRequest, OfferRequest, SetMuteRequest, SfuEvent, SubscribeRequest,
+    UnsubscribeRequest,
+};
+use convene_proto::signaling::{ErrorCode, WaitingEntryInfo};
+use futures::stream::BoxStream;
+use uuid::Uuid;
+
+/// Why a port call failed, mapped onto the client-facing error codes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PortError {
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl PortError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            PortError::Unauthorized(_) => ErrorCode::Unauthorized,
+            PortError::Forbidden(_) => ErrorCode::Forbidden,
+            PortError::NotFound(_) => ErrorCode::NotFound,
+            PortError::Invalid(_) => ErrorCode::BadSdp,
+            PortError::Limit(_) => ErrorCode::LimitExceeded,
+            PortError::Unavailable(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// A verified room or waiting-hall token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub conference_id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub moderator: bool,
+    /// A waiting-hall token: the holder may only wait.
+    pub waiting: bool,
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+    pub can_publish_data: bool,
+}
+
+/// Waiting-hall and conference changes, as the room actor needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HallEvent {
+    /// The waiting list changed (someone knocked, left, was admitted or denied).
+    WaitingChanged,
+    Admitted {
+        user_id: Uuid,
+    },
+    Denied {
+        user_id: Uuid,
+        reason: String,
+    },
+    MovedToWaiting {
+        user_id: Uuid,
+    },
+    Removed {
+        user_id: Uuid,
+    },
+    Ended,
+}
+
+#[async_trait]
+pub trait ControlPort: Send + Sync + 'static {
+    /// Checks signature, expiry, revocation and that the conference runs.
+    async fn verify(&self, token: &str) -> Result<Admission, PortError>;
+    /// The waiting list in queue order.
+    async fn waiting_entries(&self, conference: Uuid) -> Result<Vec<WaitingEntryInfo>, PortError>;
+    /// Records a waiter's heartbeat; returns its 1-based queue position, or
+    /// `None` when it is no longer waiting.
+    async fn touch_waiting(&self, conference: Uuid, user: Uuid) -> Result<Option<u32>, PortError>;
+    /// The waiter went away for good.
+    async fn leave_waiting(&self, conference: Uuid, user: Uuid) -> Result<(), PortError>;
+    async fn admit(&self, moderator: Uuid, conference: Uuid, user: Uuid) -> Result<(), PortError>;
+    async fn deny(
+        &self,
+        moderator: Uuid,
+        conference: Uuid,
+        user: Uuid,
+        reason: &str,
+    ) -> Result<(), PortError>;
+    async fn admit_all(&self, moderator: Uuid, conference: Uuid) -> Result<(), PortError>;
+    async fn move_to_waiting(
+        &self,
+        moderator: Uuid,
+        conference: Uuid,
+        user: Uuid,
+    ) -> Result<(), PortError>;
+    async fn remove_participant(
+        &self,
+        moderator: Uuid,
+        conference: Uuid,
+        user: Uuid,
+    ) -> Result<(), PortError>;
+    async fn end_conference(&self, moderator: Uuid, conference: Uuid) -> Result<(), PortError>;
+    /// A room token for a user the control plane has admitted.
+    async fn room_token(&self, conference: Uuid, user: Uuid) -> Result<String, PortError>;
+    /// Changes to one conference, from whichever node made them.
+    async fn events(&self, conference: Uuid) -> Result<BoxStream<'static, HallEvent>, PortError>;
+}
+
+#[async_trait]
+pub trait MediaPort: Send + Sync + 'static {
+    /// Creates the participant's session from its offer; returns the answer.
+    async fn join(&self, req: JoinRequest) -> Result<String, PortError>;
+    /// A client-initiated renegotiation; returns the answer.
+    async fn offer(&self, req: OfferRequest) -> Result<String, PortError>;
+    /// The client's answer to an SFU-initiated offer.
+    async fn answer(&self, req: AnswerRequest) -> Result<(), PortError>;
+    async fn subscribe(&self, req: SubscribeRequest) -> Result<(), PortError>;
+    async fn unsubscribe(&self, req: UnsubscribeRequest) -> Result<(), PortError>;
+    async fn set_mute(&self, req: SetMuteRequest) -> Result<(), PortError>;
+    async fn remove_participant(
+        &self,
+        room_id: &str,
+        participant_id: &str,
+    ) -> Result<(), PortError>;
+    async fn close_room(&self, room_id: &str) -> Result<(), PortError>;
+    /// Every SFU event, for all rooms.
+    fn events(&self) -> BoxStream<'static, SfuEvent>;
+}

@@ -1,0 +1,108 @@
+//! Starting services: `convene up` (everything, one process) and the
+//! single-service commands.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use convene_control::{Control, ControlConfig};
+use convene_signaling::inprocess::{InProcessControl, InProcessSfu};
+use convene_signaling::Signaling;
+use prometheus::Encoder as _;
+use tokio::net::TcpListener;
+
+use crate::cli::{ControlArgs, HttpArgs, UpArgs};
+
+/// Fills in the embedded defaults: without DATABASE_URL the control plane uses
+/// a SQLite file in the data directory, and the public URL follows the listener.
+fn embedded_defaults(http: &HttpArgs, mut control: ControlConfig) -> anyhow::Result<ControlConfig> {
+    if control.database_url.is_none() {
+        std::fs::create_dir_all(&http.data_dir)
+            .with_context(|| format!("creating data directory {}", http.data_dir.display()))?;
+        let file = http.data_dir.join("convene.db");
+        control.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
+    }
+    // The default public URL assumes the default listener; follow the
+    // listener when only --http-addr was changed.
+    if control.public_url == ControlConfig::default().public_url && !is_default_addr(http) {
+        control.public_url = format!("http://{}", http.http_addr);
+    }
+    Ok(control)
+}
+
+fn is_default_addr(http: &HttpArgs) -> bool {
+    http.http_addr.port() == 8080 && http.http_addr.ip().is_loopback()
+}
+
+/// Renders the SFU's and signaling's registries; the control plane serves its
+/// own at `/metrics`, so these go to `/metrics/media`.
+fn media_metrics(registries: &[prometheus::Registry]) -> String {
+    let mut families = Vec::new();
+    for r in registries {
+        families.extend(r.gather());
+    }
+    let mut out = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&families, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+pub async fn run_all(args: UpArgs) -> anyhow::Result<()> {
+    let control_config = embedded_defaults(&args.http, args.control)?;
+    let ice = control_config.ice.clone();
+    let control = Control::start(control_config)
+        .await
+        .context("starting control plane")?;
+    let (sfu, sfu_handle) = convene_sfu::start(args.sfu.clone())
+        .await
+        .context("starting SFU")?;
+    let signaling = Signaling::new(
+        args.signaling,
+        Arc::new(InProcessControl(control.clone())),
+        Arc::new(InProcessSfu(sfu_handle)),
+        ice,
+    )
+    .context("starting signaling")?;
+
+    let registries = vec![sfu.registry().clone(), signaling.registry().clone()];
+    let app = control
+        .router()
+        .merge(signaling.router())
+        .route(
+            "/metrics/media",
+            get(move || {
+                let registries = registries.clone();
+                async move { media_metrics(&registries) }
+            }),
+        )
+        .merge(convene_signaling::web::router());
+
+    let listener = TcpListener::bind(args.http.http_addr)
+        .await
+        .with_context(|| format!("binding {}", args.http.http_addr))?;
+    let addr = listener.local_addr()?;
+    println!("convene is up");
+    println!("  web client  http://{addr}/");
+    println!("  REST API    http://{addr}/v1   (OpenAPI: http://{addr}/openapi.json)");
+    println!("  signaling   ws://{addr}/v1/ws");
+    println!("  media       udp {}", sfu.local_addr());
+    println!("  metrics     http://{addr}/metrics  http://{addr}/metrics/media");
+    convene_control::serve(listener, app, crate::shutdown::signal()).await?;
+    sfu.shutdown().await;
+    control.close().await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
+    let control = embedded_defaults(&args.http, args.control)?;
+    let control = Control::start(control)
+        .await
+        .context("starting control plane")?;
+    let listener = TcpListener::bind(args.http.http_addr)
+        .await
+        .with_context(|| format!("binding {}", args.http.http_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "control plane listening");
+    convene_control::serve(listener, control.router(), crate::shutdown::signal()).await?;
+    control.close().await;
+    Ok(())
+}

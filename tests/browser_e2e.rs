@@ -1,0 +1,281 @@
+//! End to end in real headless Chromium: `convene up` as a process, two
+//! browsers with fake camera and microphone, a waiting hall, a moderator who
+//! clicks Admit, and media that actually decodes on both sides.
+//!
+//! Needs Chromium and ChromeDriver (`apt-get install chromium chromium-driver`;
+//! `.ci/run` installs them). Without them the test prints why and passes,
+//! unless `CI` is set.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const CHROMIUM: &[&str] = &["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
+const CHROMEDRIVER: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn find(paths: &[&str]) -> Option<PathBuf> {
+    paths.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+fn free_tcp() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn skip_or_fail(why: &str) {
+    // In CI a missing browser is a failure, as missing databases are.
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}");
+    }
+    eprintln!("skipping browser end-to-end test: {why}");
+}
+
+async fn wait_http(url: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not come up within {within:?}");
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    async fn user(&self, name: &str) -> Value {
+        self.post(
+            "/v1/auth/register",
+            None,
+            json!({"username": name, "email": format!("{name}@example.org"), "password": "correct horse"}),
+        )
+        .await;
+        self.post(
+            "/v1/auth/login",
+            None,
+            json!({"login": name, "password": "correct horse"}),
+        )
+        .await
+    }
+}
+
+async fn browser(driver: &str, chromium: &Path, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    ClientBuilder::native()
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("chromedriver session")
+}
+
+/// Opens the app with a signed-in session (tokens from the REST login).
+async fn open_signed_in(c: &Client, base: &str, login: &Value, hash: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    let session = json!({
+        "access_token": login["access_token"],
+        "refresh_token": login["refresh_token"],
+        "user": login["user"],
+    });
+    c.execute(
+        "localStorage.setItem('convene.session', arguments[0]); location.hash = arguments[1];",
+        vec![
+            Value::String(session.to_string()),
+            Value::String(hash.into()),
+        ],
+    )
+    .await
+    .unwrap();
+}
+
+async fn stats(c: &Client) -> Value {
+    c.execute(
+        "return window.conveneRoom ? window.conveneRoom.stats() : null;",
+        vec![],
+    )
+    .await
+    .unwrap_or(Value::Null)
+}
+
+/// Waits until this browser decodes video frames and receives audio from the
+/// other; returns the stats and how long it took.
+async fn until_media(c: &Client, within: Duration) -> (Value, Duration) {
+    let start = Instant::now();
+    loop {
+        let s = stats(c).await;
+        let frames = s["videoFramesDecoded"].as_u64().unwrap_or(0);
+        let audio = s["audioPacketsReceived"].as_u64().unwrap_or(0);
+        if frames > 0 && audio > 0 {
+            return (s, start.elapsed());
+        }
+        assert!(start.elapsed() < within, "no media within {within:?}: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
+    let (Some(chromium), Some(chromedriver)) = (find(CHROMIUM), find(CHROMEDRIVER)) else {
+        skip_or_fail("chromium and chromedriver are not installed");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let http = free_tcp();
+    let udp = free_udp_port();
+    let _server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_convene"))
+            .args([
+                "up",
+                "--http-addr",
+                &http.to_string(),
+                "--udp-port",
+                &udp.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(work.path().join("data"))
+            .env("CONVENE_JWT_SECRET", "e2e-secret-e2e-secret-e2e-secret")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("convene up starts"),
+    );
+    let base = format!("http://{http}");
+    wait_http(&format!("{base}/healthz"), Duration::from_secs(30)).await;
+
+    let driver_addr = free_tcp();
+    let _driver = Killed(
+        Command::new(&chromedriver)
+            .arg(format!("--port={}", driver_addr.port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let driver = format!("http://{driver_addr}");
+    wait_http(&format!("{driver}/status"), Duration::from_secs(20)).await;
+
+    // Accounts, team and conference through the REST API.
+    let api = Api {
+        base: base.clone(),
+        http: reqwest::Client::new(),
+    };
+    let ada = api.user("ada").await;
+    let bob = api.user("bob").await;
+    let ada_t = ada["access_token"].as_str().unwrap();
+    let team = api
+        .post(
+            "/v1/teams",
+            Some(ada_t),
+            json!({"name": "crew", "description": ""}),
+        )
+        .await;
+    let team_id = team["id"].as_str().unwrap();
+    api.post(
+        &format!("/v1/teams/{team_id}/members"),
+        Some(ada_t),
+        json!({"email": "bob@example.org"}),
+    )
+    .await;
+    let conf = api
+        .post(
+            &format!("/v1/teams/{team_id}/conferences"),
+            Some(ada_t),
+            json!({"title": "e2e", "starts_at": "2026-11-24T10:00:00Z", "waiting_hall": true}),
+        )
+        .await;
+    let conf_id = conf["id"].as_str().unwrap();
+
+    let a = browser(&driver, &chromium, &work.path().join("profile-a")).await;
+    let b = browser(&driver, &chromium, &work.path().join("profile-b")).await;
+    let result = async {
+        open_signed_in(&a, &base, &ada, &format!("#/conf/{conf_id}")).await;
+        a.wait().for_element(Locator::Css("#join")).await.unwrap().click().await.unwrap();
+        a.wait().for_element(Locator::Css("[data-test=room]")).await.unwrap();
+
+        open_signed_in(&b, &base, &bob, &format!("#/conf/{conf_id}")).await;
+        b.wait().for_element(Locator::Css("#join")).await.unwrap().click().await.unwrap();
+        b.wait().for_element(Locator::Css("[data-test=waiting]")).await.unwrap();
+        let position = b.find(Locator::Css("#position")).await.unwrap().text().await.unwrap();
+        assert_eq!(position, "1");
+
+        // The moderator sees bob in the waiting list and admits him.
+        let admit = a.wait().for_element(Locator::Css("#waiting-list .waiter .admit")).await.unwrap();
+        let admitted_at = Instant::now();
+        admit.click().await.unwrap();
+        b.wait().for_element(Locator::Css("[data-test=room]")).await.unwrap();
+        let join_latency = admitted_at.elapsed();
+
+        let (a_stats, a_ttff) = until_media(&a, Duration::from_secs(60)).await;
+        let (b_stats, b_ttff) = until_media(&b, Duration::from_secs(60)).await;
+        println!(
+            "browser e2e: admit→room {join_latency:?}; time to first frame after room: ada {a_ttff:?}, bob {:?}; \
+             ada joinMs {}, bob joinMs {}; ada {a_stats}; bob {b_stats}",
+            b_ttff + join_latency,
+            a_stats["joinMs"],
+            b_stats["joinMs"]
+        );
+
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e");
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = a.screenshot().await.unwrap();
+        std::fs::write(dir.join("conference.png"), png).unwrap();
+    }
+    .await;
+    let _ = a.close().await;
+    let _ = b.close().await;
+    result
+}
