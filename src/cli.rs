@@ -23,9 +23,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run every service in one process on embedded defaults (SQLite, in-process bus).
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run the control-plane REST API alone.
-    Control(ControlArgs),
+    Control(Box<ControlArgs>),
 }
 
 /// Where state lives and where the HTTP listener binds.

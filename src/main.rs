@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = cli::Cli::parse();
     match cli.command {
-        cli::Command::Up(args) => up::run_all(args).await,
-        cli::Command::Control(args) => up::run_control(args).await,
+        cli::Command::Up(args) => up::run_all(*args).await,
+        cli::Command::Control(args) => up::run_control(*args).await,
     }
 }
