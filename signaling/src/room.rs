@@ -981,6 +981,15 @@ impl RoomActor {
         }
     }
 
+    /// A user may be in the room more than once (two tabs).
+    fn participants_of(&self, user: Uuid) -> Vec<String> {
+        self.participants
+            .iter()
+            .filter(|(_, p)| p.admission.user_id == user)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     async fn hall_event(&mut self, ev: HallEvent) {
         match ev {
             HallEvent::WaitingChanged => self.publish_waiting().await,
@@ -1020,13 +1029,7 @@ impl RoomActor {
                 self.publish_waiting().await;
             }
             HallEvent::MovedToWaiting { user_id } => {
-                let pids: Vec<String> = self
-                    .participants
-                    .iter()
-                    .filter(|(_, p)| p.admission.user_id == user_id)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for pid in pids {
+                for pid in self.participants_of(user_id) {
                     let Some(p) = self.participants.get(&pid) else {
                         continue;
                     };
@@ -1053,13 +1056,7 @@ impl RoomActor {
                 self.publish_waiting().await;
             }
             HallEvent::Removed { user_id } => {
-                let pids: Vec<String> = self
-                    .participants
-                    .iter()
-                    .filter(|(_, p)| p.admission.user_id == user_id)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for pid in pids {
+                for pid in self.participants_of(user_id) {
                     let notice = ServerMessage::Removed {
                         reason: "removed by a moderator".into(),
                     };
