@@ -60,6 +60,10 @@ impl Peer {
         let rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
+            // Subscribers start at a keyframe, and there is no H.265 keyframe
+            // parser yet: negotiated, H.265 would be accepted and never
+            // forwarded. Publishers fall back to VP8/VP9/H.264/AV1.
+            .enable_h265(false)
             .set_local_ice_credentials(creds)
             .enable_bwe(Some(Bitrate::kbps(config.bwe_initial_kbps)))
             .set_send_buffer_video(config.send_buffer_video)

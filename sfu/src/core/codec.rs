@@ -38,9 +38,10 @@ impl Codec {
 
 /// True when `payload` is the first packet of a keyframe.
 ///
-/// Unknown codecs answer false, so a subscriber on such a track only ever
-/// gets the layer it started on (it still gets a picture: the first layer
-/// is taken at any packet, see `Subscription`).
+/// Unknown codecs answer false, and the layer selector only starts a
+/// subscriber at a keyframe, so a video codec without a parser here would
+/// never be forwarded: `Peer` therefore does not negotiate such codecs
+/// (H.265 is switched off until it has a parser).
 pub fn is_keyframe_start(codec: Codec, payload: &[u8]) -> bool {
     match codec {
         Codec::Vp8 => vp8_keyframe_start(payload),
