@@ -3,7 +3,10 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use convene_proto::control::Page;
 use serde::Deserialize;
+use sqlx::any::AnyRow;
+use sqlx::AnyPool;
 use utoipa::IntoParams;
 
 use crate::error::ApiError;
@@ -85,6 +88,37 @@ impl PageRequest {
             None
         };
         (items, next)
+    }
+}
+
+impl PageRequest {
+    /// Runs a keyset query whose binds are `$1` = the scope (team, post or
+    /// user id), `$2`/`$3` = `bound` (cursor timestamp and id), `$4` = the
+    /// fetch limit; maps the rows and cuts the page.
+    pub async fn fetch<T>(
+        &self,
+        pool: &AnyPool,
+        sql: &str,
+        scope: String,
+        bound: (i64, String),
+        from_row: impl Fn(&AnyRow) -> Result<T, ApiError>,
+        key: impl Fn(&T) -> Cursor,
+    ) -> Result<Page<T>, ApiError> {
+        let rows = sqlx::query(sql)
+            .bind(scope)
+            .bind(bound.0)
+            .bind(bound.1)
+            .bind(self.fetch_limit())
+            .fetch_all(pool)
+            .await?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        let (items, next_cursor) = self.finish(items, key);
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The cursor bound for ascending lists.
+    pub fn asc_bound(&self) -> (i64, String) {
+        (self.after.ts, self.after.id.clone())
     }
 }
 

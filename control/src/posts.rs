@@ -232,26 +232,23 @@ impl Control {
         self.require_member(actor, team_id).await?;
         let page = self.page(params)?;
         let (ts, id) = desc_bound(&page);
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "{POST_SELECT} WHERE p.team_id = $1
                AND (p.created_at < $2 OR (p.created_at = $2 AND p.id < $3))
              ORDER BY p.created_at DESC, p.id DESC LIMIT $4"
-        ))
-        .bind(team_id.to_string())
-        .bind(ts)
-        .bind(id)
-        .bind(page.fetch_limit())
-        .fetch_all(&self.db().pool)
-        .await?;
-        let items = rows
-            .iter()
-            .map(post_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let (items, next_cursor) = page.finish(items, |p| Cursor {
-            ts: p.created_at.timestamp_millis(),
-            id: p.id.to_string(),
-        });
-        Ok(Page { items, next_cursor })
+        );
+        page.fetch(
+            &self.db().pool,
+            &sql,
+            team_id.to_string(),
+            (ts, id),
+            post_from_row,
+            |p| Cursor {
+                ts: p.created_at.timestamp_millis(),
+                id: p.id.to_string(),
+            },
+        )
+        .await
     }
 
     pub async fn get_post(&self, actor: &Actor, post_id: Uuid) -> Result<Post, ApiError> {
@@ -358,26 +355,23 @@ impl Control {
     ) -> Result<Page<Comment>, ApiError> {
         self.post_access(actor, post_id).await?;
         let page = self.page(params)?;
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "{COMMENT_SELECT} WHERE c.post_id = $1
                AND (c.created_at > $2 OR (c.created_at = $2 AND c.id > $3))
              ORDER BY c.created_at, c.id LIMIT $4"
-        ))
-        .bind(post_id.to_string())
-        .bind(page.after.ts)
-        .bind(&page.after.id)
-        .bind(page.fetch_limit())
-        .fetch_all(&self.db().pool)
-        .await?;
-        let items = rows
-            .iter()
-            .map(comment_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let (items, next_cursor) = page.finish(items, |c| Cursor {
-            ts: c.created_at.timestamp_millis(),
-            id: c.id.to_string(),
-        });
-        Ok(Page { items, next_cursor })
+        );
+        page.fetch(
+            &self.db().pool,
+            &sql,
+            post_id.to_string(),
+            page.asc_bound(),
+            comment_from_row,
+            |c| Cursor {
+                ts: c.created_at.timestamp_millis(),
+                id: c.id.to_string(),
+            },
+        )
+        .await
     }
 
     /// Author only.

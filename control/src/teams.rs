@@ -240,26 +240,23 @@ impl Control {
         params: &PageParams,
     ) -> Result<Page<Team>, ApiError> {
         let page = self.page(params)?;
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "{TEAM_SELECT} WHERE m.user_id = $1
                AND (t.created_at > $2 OR (t.created_at = $2 AND t.id > $3))
              ORDER BY t.created_at, t.id LIMIT $4"
-        ))
-        .bind(actor.user_id.to_string())
-        .bind(page.after.ts)
-        .bind(&page.after.id)
-        .bind(page.fetch_limit())
-        .fetch_all(&self.db().pool)
-        .await?;
-        let items = rows
-            .iter()
-            .map(team_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let (items, next_cursor) = page.finish(items, |t| Cursor {
-            ts: t.created_at.timestamp_millis(),
-            id: t.id.to_string(),
-        });
-        Ok(Page { items, next_cursor })
+        );
+        page.fetch(
+            &self.db().pool,
+            &sql,
+            actor.user_id.to_string(),
+            page.asc_bound(),
+            team_from_row,
+            |t| Cursor {
+                ts: t.created_at.timestamp_millis(),
+                id: t.id.to_string(),
+            },
+        )
+        .await
     }
 
     pub async fn get_team(&self, actor: &Actor, team_id: Uuid) -> Result<Team, ApiError> {
@@ -426,26 +423,23 @@ impl Control {
     ) -> Result<Page<JoinRequest>, ApiError> {
         self.require_admin(actor, team_id).await?;
         let page = self.page(params)?;
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "{REQUEST_SELECT} WHERE r.team_id = $1 AND r.status = 'pending'
                AND (r.created_at > $2 OR (r.created_at = $2 AND r.id > $3))
              ORDER BY r.created_at, r.id LIMIT $4"
-        ))
-        .bind(team_id.to_string())
-        .bind(page.after.ts)
-        .bind(&page.after.id)
-        .bind(page.fetch_limit())
-        .fetch_all(&self.db().pool)
-        .await?;
-        let items = rows
-            .iter()
-            .map(request_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let (items, next_cursor) = page.finish(items, |r| Cursor {
-            ts: r.created_at.timestamp_millis(),
-            id: r.id.to_string(),
-        });
-        Ok(Page { items, next_cursor })
+        );
+        page.fetch(
+            &self.db().pool,
+            &sql,
+            team_id.to_string(),
+            page.asc_bound(),
+            request_from_row,
+            |r| Cursor {
+                ts: r.created_at.timestamp_millis(),
+                id: r.id.to_string(),
+            },
+        )
+        .await
     }
 
     pub async fn accept_join_request(
@@ -533,26 +527,23 @@ impl Control {
     ) -> Result<Page<Member>, ApiError> {
         self.require_member(actor, team_id).await?;
         let page = self.page(params)?;
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "{MEMBER_SELECT} WHERE m.team_id = $1
                AND (m.joined_at > $2 OR (m.joined_at = $2 AND m.user_id > $3))
              ORDER BY m.joined_at, m.user_id LIMIT $4"
-        ))
-        .bind(team_id.to_string())
-        .bind(page.after.ts)
-        .bind(&page.after.id)
-        .bind(page.fetch_limit())
-        .fetch_all(&self.db().pool)
-        .await?;
-        let items = rows
-            .iter()
-            .map(member_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let (items, next_cursor) = page.finish(items, |m| Cursor {
-            ts: m.joined_at.timestamp_millis(),
-            id: m.user_id.to_string(),
-        });
-        Ok(Page { items, next_cursor })
+        );
+        page.fetch(
+            &self.db().pool,
+            &sql,
+            team_id.to_string(),
+            page.asc_bound(),
+            member_from_row,
+            |m| Cursor {
+                ts: m.joined_at.timestamp_millis(),
+                id: m.user_id.to_string(),
+            },
+        )
+        .await
     }
 
     async fn member(
