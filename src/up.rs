@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::routing::get;
 use convene_control::{Control, ControlConfig};
-use convene_signaling::inprocess::{InProcessControl, InProcessSfu};
-use convene_signaling::Signaling;
+use convene_signaling::inprocess::{InProcessControl, InProcessSfu, InProcessUsers};
+use convene_signaling::{NodeOptions, Signaling};
 use prometheus::Encoder as _;
 use tokio::net::TcpListener;
 
@@ -55,12 +55,19 @@ pub async fn run_all(args: UpArgs) -> anyhow::Result<()> {
     let (sfu, sfu_handle) = convene_sfu::start(args.sfu.clone())
         .await
         .context("starting SFU")?;
-    let signaling = Signaling::new(
+    // One process, one SFU: rooms and presence stay in this process.
+    let options = NodeOptions {
+        users: Some(Arc::new(InProcessUsers(control.clone()))),
+        redis: None,
+    };
+    let signaling = Signaling::with_options(
         args.signaling,
         Arc::new(InProcessControl(control.clone())),
         Arc::new(InProcessSfu(sfu_handle)),
         ice,
+        options,
     )
+    .await
     .context("starting signaling")?;
 
     let registries = vec![sfu.registry().clone(), signaling.registry().clone()];

@@ -704,6 +704,7 @@ impl Control {
         self.emit_chat(ChatEvent::MessageEdited {
             chat_id,
             message_id,
+            seq: message.seq,
             version: message.version,
             text: message.text.clone(),
         })

@@ -50,6 +50,12 @@ pub struct ControlConfig {
     #[arg(long, env = "CONVENE_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
     pub refresh_token_ttl: u64,
 
+    /// A waiter with no heartbeat (from the signaling service) for this many
+    /// seconds leaves the waiting hall, so a dead signaling node leaves no
+    /// ghost waiters behind.
+    #[arg(long, env = "CONVENE_WAITING_TTL_SECS", default_value_t = 60)]
+    pub waiting_ttl_secs: u64,
+
     /// Room-token lifetime, seconds. Short: clients fetch a new one per join.
     #[arg(long, env = "CONVENE_ROOM_TOKEN_TTL", default_value_t = 300)]
     pub room_token_ttl: u64,
@@ -153,6 +159,7 @@ impl Default for ControlConfig {
             default_page_limit: 50,
             max_page_limit: 200,
             membership_cache_ttl: 60,
+            waiting_ttl_secs: 60,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             db_max_connections: 10,

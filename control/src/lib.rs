@@ -20,6 +20,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod internal;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
@@ -115,7 +116,7 @@ impl Control {
             .map_err(|e| ControlError::Config(format!("argon2: {e}")))?;
 
         let window = Duration::from_secs(config.login_window_secs);
-        Ok(Control {
+        let control = Control {
             inner: Arc::new(Inner {
                 login_by_account: RateLimiter::new(config.login_max_attempts_per_account, window),
                 login_by_ip: RateLimiter::new(config.login_max_attempts_per_ip, window),
@@ -129,7 +130,9 @@ impl Control {
                 argon2,
                 dummy_hash,
             }),
-        })
+        };
+        tokio::spawn(expire_waiters(Arc::downgrade(&control.inner)));
+        Ok(control)
     }
 
     /// Every HTTP route of the control plane, with its middleware.
@@ -191,6 +194,26 @@ impl Control {
     async fn emit_chat(&self, event: ChatEvent) {
         if let Err(e) = self.inner.chat_bus.publish(&event).await {
             tracing::error!(error = %e, ?event, "publishing chat event failed");
+        }
+    }
+}
+
+/// Sweeps waiters whose heartbeat stopped, for as long as the control plane
+/// exists.
+async fn expire_waiters(inner: std::sync::Weak<Inner>) {
+    let period = {
+        let Some(inner) = inner.upgrade() else { return };
+        Duration::from_secs(inner.config.waiting_ttl_secs.max(3) / 3)
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.db.pool.is_closed() {
+            return;
+        }
+        let control = Control { inner };
+        if let Err(e) = control.expire_waiters().await {
+            tracing::warn!(error = %e, "could not expire stale waiters");
         }
     }
 }

@@ -103,6 +103,7 @@ pub(crate) fn v1() -> Router<Control> {
         .route("/chats/{id}/read", post(mark_read))
         .route("/messages/{id}", patch(edit_message))
         .route("/internal/tokens/verify", post(verify_token))
+        .merge(crate::internal::routes())
 }
 
 // ------------------------------------------------------------------ auth

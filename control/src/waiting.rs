@@ -407,4 +407,74 @@ impl Control {
         }
         Ok(())
     }
+
+    /// Records a waiter's heartbeat (the signaling service calls this while
+    /// the waiter's socket lives) and returns its queue position, or `None`
+    /// when the user is not waiting.
+    pub async fn touch_waiting(
+        &self,
+        conference_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<i64>, ApiError> {
+        sqlx::query(
+            "UPDATE waiting_entries SET updated_at = $1
+             WHERE conference_id = $2 AND user_id = $3 AND status = 'waiting'",
+        )
+        .bind(now_ms())
+        .bind(conference_id.to_string())
+        .bind(user_id.to_string())
+        .execute(&self.db().pool)
+        .await?;
+        let mut conn = self.db().pool.acquire().await?;
+        let entry = entries(&mut conn, conference_id, None)
+            .await?
+            .into_iter()
+            .find(|e| e.user_id == user_id);
+        Ok(entry.and_then(|e| e.position))
+    }
+
+    /// Waiters without a heartbeat for `waiting_ttl_secs` leave the hall.
+    /// Safe to run on every replica at once: each entry leaves once.
+    pub async fn expire_waiters(&self) -> Result<usize, ApiError> {
+        let ttl_ms =
+            i64::try_from(self.config().waiting_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let cutoff = now_ms().saturating_sub(ttl_ms);
+        let stale = sqlx::query(
+            "SELECT conference_id, user_id FROM waiting_entries
+             WHERE status = 'waiting' AND updated_at < $1",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.db().pool)
+        .await?;
+        let mut expired = 0;
+        for row in stale {
+            let conference: String = row.try_get("conference_id")?;
+            let user: String = row.try_get("user_id")?;
+            let left = sqlx::query(
+                "UPDATE waiting_entries SET status = 'left', updated_at = $1
+                 WHERE conference_id = $2 AND user_id = $3 AND status = 'waiting' AND updated_at < $4",
+            )
+            .bind(now_ms())
+            .bind(&conference)
+            .bind(&user)
+            .bind(cutoff)
+            .execute(&self.db().pool)
+            .await?
+            .rows_affected()
+                == 1;
+            let (Ok(conference_id), Ok(user_id)) = (conference.parse(), user.parse()) else {
+                continue;
+            };
+            if left {
+                expired += 1;
+                tracing::info!(conference = %conference_id, user = %user_id, "waiter expired without heartbeat");
+                self.emit(ConferenceEvent::WaitingLeft {
+                    conference_id,
+                    user_id,
+                })
+                .await;
+            }
+        }
+        Ok(expired)
+    }
 }

@@ -26,6 +26,7 @@ both_backends!(
     ops_endpoints,
     internal_verify_endpoint,
     removed_participant_cannot_rejoin,
+    waiters_without_heartbeat_expire,
 );
 
 async fn full_flow(backend: Backend) {
@@ -1189,4 +1190,51 @@ async fn internal_verify_endpoint(backend: Backend) {
     app.raw(verify(Some("test-internal-secret"), "garbage"))
         .await
         .assert_problem(401);
+}
+
+/// A waiter whose signaling node stopped sending heartbeats leaves the hall
+/// (no ghost waiters), with the usual event so moderators' lists update.
+async fn waiters_without_heartbeat_expire(backend: Backend) {
+    let Some(app) = TestApp::start_with(backend, |c| c.waiting_ttl_secs = 1).await else {
+        return;
+    };
+    let (alice, _) = app.user("alice").await;
+    let (bob, bob_id) = app.user("bob").await;
+    let team_id = app.team_with_member(&alice, &bob).await;
+    let conf_id = app.conference(&alice, &team_id, true).await;
+    let conf: Uuid = conf_id.parse().unwrap();
+    let bob_uuid: Uuid = bob_id.parse().unwrap();
+    let mut events = app.control.bus().subscribe(conf);
+    assert_eq!(app.join(&conf_id, &bob).await.ok(200)["position"], 1);
+    assert!(matches!(
+        events.recv().await.unwrap(),
+        ConferenceEvent::WaitingJoined { .. }
+    ));
+    // A heartbeat answers with the queue position while the entry lives.
+    assert_eq!(
+        app.control.touch_waiting(conf, bob_uuid).await.unwrap(),
+        Some(1)
+    );
+
+    let left = tokio::time::timeout(Duration::from_secs(15), events.recv())
+        .await
+        .expect("the sweeper expires the waiter")
+        .unwrap();
+    assert_eq!(
+        left,
+        ConferenceEvent::WaitingLeft {
+            conference_id: conf,
+            user_id: bob_uuid
+        }
+    );
+    let list = app
+        .get(&format!("/v1/conferences/{conf_id}/waiting"), &alice)
+        .await;
+    let entry = list.ok(200).as_array().unwrap()[0].clone();
+    assert_eq!(entry["status"], "left");
+    assert_eq!(entry["position"], serde_json::Value::Null);
+    assert_eq!(
+        app.control.touch_waiting(conf, bob_uuid).await.unwrap(),
+        None
+    );
 }

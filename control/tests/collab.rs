@@ -488,6 +488,7 @@ async fn idempotent_send_and_edit_versions(backend: Backend) {
             ChatEvent::MessageEdited {
                 chat_id: chat_id.parse().unwrap(),
                 message_id: mid.parse().unwrap(),
+                seq: 1,
                 version,
                 text: text.into(),
             }

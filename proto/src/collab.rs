@@ -225,6 +225,9 @@ pub enum ChatEvent {
     MessageEdited {
         chat_id: Uuid,
         message_id: Uuid,
+        /// The edited message's `seq`, so a receiver that has not seen the
+        /// message yet can fetch it first.
+        seq: i64,
         version: i64,
         text: String,
     },
@@ -244,6 +247,17 @@ pub enum ChatEvent {
         chat_id: Uuid,
         user_id: Uuid,
     },
+    /// A member is typing (not stored; published by the signaling service).
+    Typing {
+        chat_id: Uuid,
+        user_id: Uuid,
+    },
+    /// A member came online or went offline on every node (not stored).
+    Presence {
+        chat_id: Uuid,
+        user_id: Uuid,
+        online: bool,
+    },
 }
 
 impl ChatEvent {
@@ -253,7 +267,9 @@ impl ChatEvent {
             | ChatEvent::MessageEdited { chat_id, .. }
             | ChatEvent::ReadReceipt { chat_id, .. }
             | ChatEvent::MemberAdded { chat_id, .. }
-            | ChatEvent::MemberRemoved { chat_id, .. } => *chat_id,
+            | ChatEvent::MemberRemoved { chat_id, .. }
+            | ChatEvent::Typing { chat_id, .. }
+            | ChatEvent::Presence { chat_id, .. } => *chat_id,
         }
     }
 }

@@ -238,6 +238,13 @@ pub enum SfuEvent {
         participant_id: ParticipantId,
         offer_sdp: String,
     },
+    /// The first media packet was forwarded to this participant (as a
+    /// subscriber) in this session: media flows. Sent once per session; the
+    /// signaling service measures join latency up to here.
+    MediaStarted {
+        room_id: RoomId,
+        participant_id: ParticipantId,
+    },
 }
 
 impl SfuEvent {
@@ -251,7 +258,8 @@ impl SfuEvent {
             | SfuEvent::ActiveSpeakersChanged { room_id, .. }
             | SfuEvent::LayerChanged { room_id, .. }
             | SfuEvent::WantedLayers { room_id, .. }
-            | SfuEvent::RenegotiationOffer { room_id, .. } => room_id,
+            | SfuEvent::RenegotiationOffer { room_id, .. }
+            | SfuEvent::MediaStarted { room_id, .. } => room_id,
         }
     }
 }

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::collab::ChatMessage;
 use crate::ice::IceServer;
 pub use crate::sfu::{TrackInfo, TrackKind, VideoQuality};
 
@@ -109,6 +110,14 @@ pub enum ClientMessage {
     EndConference,
     /// Leave the conference.
     Leave,
+    /// Open the user-level channel (chats, presence) on this socket with an
+    /// access token from `/v1/auth/login`. May come before or after `join`.
+    Hello { access_token: String },
+    /// Catch up on a chat: the server sends every message with a `seq` above
+    /// `after_seq` (as `message_created`, in order), then live ones.
+    Sync { chat_id: Uuid, after_seq: i64 },
+    /// The user is typing in a chat (relayed to the other members).
+    Typing { chat_id: Uuid },
 }
 
 fn default_quality() -> VideoQuality {
@@ -205,6 +214,48 @@ pub enum ServerMessage {
         message: String,
     },
     Pong,
+    /// Answer to `hello`: the user channel is open. `online` lists the
+    /// members of the user's chats who are connected right now.
+    Welcome {
+        user_id: Uuid,
+        online: Vec<Uuid>,
+    },
+    /// A chat message, delivered in `seq` order without gaps per chat.
+    MessageCreated {
+        chat_id: Uuid,
+        message: ChatMessage,
+    },
+    /// A message changed; apply only if `version` is newer than what the
+    /// client shows. Never sent before the message itself.
+    MessageEdited {
+        chat_id: Uuid,
+        message_id: Uuid,
+        seq: i64,
+        version: i64,
+        text: String,
+    },
+    ReadReceipt {
+        chat_id: Uuid,
+        user_id: Uuid,
+        up_to_seq: i64,
+    },
+    Typing {
+        chat_id: Uuid,
+        user_id: Uuid,
+    },
+    Presence {
+        user_id: Uuid,
+        online: bool,
+    },
+    /// Someone joined one of the user's chats (or the user joined a chat).
+    ChatMemberAdded {
+        chat_id: Uuid,
+        user_id: Uuid,
+    },
+    ChatMemberRemoved {
+        chat_id: Uuid,
+        user_id: Uuid,
+    },
 }
 
 /// Stable error codes for [`ServerMessage::Error`].

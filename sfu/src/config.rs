@@ -6,6 +6,16 @@ use std::time::Duration;
 
 use crate::core::CoreConfig;
 
+/// Video packets kept per outgoing stream to answer subscriber NACKs with
+/// RTX. LiveKit keeps 500: about 1.2 s of a 4 Mbit/s layer with 1200-byte
+/// packets and several seconds of a low layer, enough for a few NACK rounds
+/// at a few hundred ms RTT (str0m also drops entries older than 3 s).
+pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 500;
+/// Audio packets kept per outgoing stream for RTX (LiveKit: 200, 4 s of
+/// Opus at 20 ms). Forwarded audio is not marked nackable (browsers
+/// negotiate no audio RTX), so today this cache stays empty.
+pub const DEFAULT_SEND_BUFFER_AUDIO: usize = 200;
+
 fn default_workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -56,12 +66,21 @@ pub struct SfuConfig {
     pub pli_min_interval_ms: u64,
 
     /// Video packets kept per outgoing stream to answer NACKs with RTX.
-    #[arg(long = "sfu-send-buffer-video", default_value_t = 1000)]
+    #[arg(long = "sfu-send-buffer-video", default_value_t = DEFAULT_SEND_BUFFER_VIDEO)]
     pub send_buffer_video: usize,
 
-    /// Audio packets kept per outgoing stream.
-    #[arg(long = "sfu-send-buffer-audio", default_value_t = 50)]
+    /// Audio packets kept per outgoing stream for RTX (at least 1).
+    #[arg(long = "sfu-send-buffer-audio", default_value_t = DEFAULT_SEND_BUFFER_AUDIO)]
     pub send_buffer_audio: usize,
+
+    /// Negotiate Opus RED (RFC 2198) with clients that offer it. Subscribers
+    /// without RED get the primary Opus block of a RED publisher's packets.
+    #[arg(
+        long = "sfu-opus-red",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub opus_red: bool,
 
     /// Incoming video packets held for reordering/NACK recovery.
     #[arg(long = "sfu-reorder-buffer-video", default_value_t = 250)]
@@ -159,8 +178,9 @@ impl Default for SfuConfig {
             max_tracks_per_participant: 8,
             max_publisher_bitrate_kbps: 4000,
             pli_min_interval_ms: 500,
-            send_buffer_video: 1000,
-            send_buffer_audio: 50,
+            send_buffer_video: DEFAULT_SEND_BUFFER_VIDEO,
+            send_buffer_audio: DEFAULT_SEND_BUFFER_AUDIO,
+            opus_red: true,
             reorder_buffer_video: 250,
             speaker_interval_ms: 300,
             ice_timeout_ms: 15_000,
@@ -191,6 +211,13 @@ mod tests {
         assert_eq!(cli.sfu.udp_port, 7882);
         assert_eq!(cli.sfu.pli_min_interval_ms, d.pli_min_interval_ms);
         assert_eq!(cli.sfu.public_ips, d.public_ips);
+        assert_eq!(cli.sfu.send_buffer_video, DEFAULT_SEND_BUFFER_VIDEO);
+        assert_eq!(cli.sfu.send_buffer_audio, DEFAULT_SEND_BUFFER_AUDIO);
+        assert_eq!(cli.sfu.send_buffer_video, d.send_buffer_video);
+        assert_eq!(cli.sfu.send_buffer_audio, d.send_buffer_audio);
+        assert!(cli.sfu.opus_red && d.opus_red);
+        let cli = Cli::parse_from(["x", "--sfu-opus-red", "false"]);
+        assert!(!cli.sfu.opus_red);
         let cli = Cli::parse_from(["x", "--sfu-public-ip", "10.0.0.1,192.0.2.7"]);
         assert_eq!(cli.sfu.public_ips.len(), 2);
         let cli = Cli::parse_from(["x", "--sfu-http-secret", "hunter2"]);

@@ -109,6 +109,7 @@ impl Edge {
             };
             let received_at = Instant::now();
             metrics.packets_received.inc();
+            metrics.bytes_received.inc_by(len as u64);
             let data = &buf[..len];
             let route = match classify(data) {
                 PacketClass::Unknown => {

@@ -13,9 +13,13 @@ pub struct Metrics {
     pub participants: IntGauge,
     pub tracks: IntGauge,
     pub packets_received: IntCounter,
+    pub bytes_received: IntCounter,
+    pub packets_sent: IntCounter,
+    pub bytes_sent: IntCounter,
     pub packets_forwarded: IntCounter,
     pub bytes_forwarded: IntCounter,
     pub nacks: IntCounter,
+    pub nacks_sent: IntCounter,
     pub plis: IntCounter,
     pub keyframe_requests: IntCounter,
     pub layer_switches: IntCounter,
@@ -35,6 +39,7 @@ pub struct Dropped {
     pub muted: IntCounter,
     pub rtc_error: IntCounter,
     pub not_connected: IntCounter,
+    pub malformed_red: IntCounter,
 }
 
 impl Metrics {
@@ -74,6 +79,7 @@ impl Metrics {
             muted: d("muted"),
             rtc_error: d("rtc_error"),
             not_connected: d("not_connected"),
+            malformed_red: d("malformed_red"),
         };
         Ok(Self {
             rooms: gauge("convene_sfu_rooms", "Rooms open")?,
@@ -82,6 +88,18 @@ impl Metrics {
             packets_received: counter(
                 "convene_sfu_packets_received_total",
                 "UDP datagrams received on the media port",
+            )?,
+            bytes_received: counter(
+                "convene_sfu_bytes_received_total",
+                "UDP payload bytes received on the media port",
+            )?,
+            packets_sent: counter(
+                "convene_sfu_packets_sent_total",
+                "UDP datagrams sent from the media port (media, RTCP, retransmissions, ICE, DTLS)",
+            )?,
+            bytes_sent: counter(
+                "convene_sfu_bytes_sent_total",
+                "UDP payload bytes sent from the media port",
             )?,
             packets_forwarded: counter(
                 "convene_sfu_packets_forwarded_total",
@@ -92,6 +110,10 @@ impl Metrics {
                 "RTP payload bytes written to subscribers",
             )?,
             nacks: counter("convene_sfu_nacks_total", "NACKs received from subscribers")?,
+            nacks_sent: counter(
+                "convene_sfu_nacks_sent_total",
+                "NACKs sent to publishers for packets lost on their uplink",
+            )?,
             plis: counter(
                 "convene_sfu_plis_total",
                 "Keyframe requests (PLI/FIR) received from subscribers",
@@ -139,10 +161,14 @@ mod tests {
             "convene_sfu_participants",
             "convene_sfu_tracks",
             "convene_sfu_packets_received_total",
+            "convene_sfu_bytes_received_total",
+            "convene_sfu_packets_sent_total",
+            "convene_sfu_bytes_sent_total",
             "convene_sfu_packets_forwarded_total",
             "convene_sfu_bytes_forwarded_total",
             "convene_sfu_packets_dropped_total",
             "convene_sfu_nacks_total",
+            "convene_sfu_nacks_sent_total",
             "convene_sfu_plis_total",
             "convene_sfu_keyframe_requests_total",
             "convene_sfu_layer_switches_total",

@@ -9,7 +9,7 @@ use str0m::bwe::Bitrate;
 use str0m::change::SdpPendingOffer;
 use str0m::channel::ChannelId;
 use str0m::format::{Codec as StrCodec, PayloadParams};
-use str0m::media::{MediaKind, Mid, Pt};
+use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
 use crate::config::SfuConfig;
@@ -44,6 +44,11 @@ pub struct Peer {
     pub dead: Option<DisconnectReason>,
     /// Last seen NACK count per outgoing m-line (str0m reports totals).
     pub nacks_seen: Vec<(Mid, u64)>,
+    /// Last seen count of NACKs sent per incoming stream.
+    pub nacks_sent: Vec<(Mid, Option<Rid>, u64)>,
+    /// A media packet was written to this participant as a subscriber
+    /// (`MediaStarted` was emitted).
+    pub media_started: bool,
 }
 
 impl Peer {
@@ -60,14 +65,13 @@ impl Peer {
         let rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
-            // Subscribers start at a keyframe, and there is no H.265 keyframe
-            // parser yet: negotiated, H.265 would be accepted and never
-            // forwarded. Publishers fall back to VP8/VP9/H.264/AV1.
-            .enable_h265(false)
+            // RED rides through to subscribers that have it; the others get
+            // the primary Opus block (see `core::red`).
+            .enable_opus(true, config.opus_red)
             .set_local_ice_credentials(creds)
             .enable_bwe(Some(Bitrate::kbps(config.bwe_initial_kbps)))
             .set_send_buffer_video(config.send_buffer_video)
-            .set_send_buffer_audio(config.send_buffer_audio)
+            .set_send_buffer_audio(config.send_buffer_audio.max(1))
             .set_reordering_size_video(config.reorder_buffer_video)
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
@@ -90,6 +94,8 @@ impl Peer {
             channel: None,
             dead: None,
             nacks_seen: Vec::new(),
+            nacks_sent: Vec::new(),
+            media_started: false,
         };
         for addr in local_addrs {
             let c = Candidate::host(addr, "udp")
@@ -162,6 +168,7 @@ fn map_codec(c: StrCodec) -> Codec {
         StrCodec::Vp8 => Codec::Vp8,
         StrCodec::Vp9 => Codec::Vp9,
         StrCodec::H264 => Codec::H264,
+        StrCodec::H265 => Codec::H265,
         StrCodec::Av1 => Codec::Av1,
         StrCodec::Red => Codec::Red,
         c if c.is_audio() => Codec::OtherAudio,

@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::config::SfuConfig;
-use crate::core::{Action, Forward, InboundRtp, ParticipantKey, Room};
+use crate::core::{Action, DropReason, Forward, InboundRtp, ParticipantKey, Room};
 use crate::edge::{Datagram, Route, Routes};
 use crate::error::SfuError;
 use crate::metrics::Metrics;
@@ -255,11 +255,13 @@ impl Worker {
                     peer.next_timeout = t;
                     return;
                 }
-                Output::Transmit(t) => {
-                    if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
-                        debug!("send to {} failed: {e}", t.destination);
+                Output::Transmit(t) => match self.socket.send_to(&t.contents, t.destination) {
+                    Ok(n) => {
+                        self.metrics.packets_sent.inc();
+                        self.metrics.bytes_sent.inc_by(n as u64);
                     }
-                }
+                    Err(e) => debug!("send to {} failed: {e}", t.destination),
+                },
                 Output::Event(e) => self.on_event(key, e, now),
             }
         }
@@ -358,6 +360,23 @@ impl Worker {
                     *seen = s.nacks;
                 }
             }
+            Event::MediaIngressStats(s) => {
+                let seen = match peer
+                    .nacks_sent
+                    .iter_mut()
+                    .find(|(m, r, _)| *m == s.mid && *r == s.rid)
+                {
+                    Some((_, _, n)) => n,
+                    None => {
+                        peer.nacks_sent.push((s.mid, s.rid, 0));
+                        &mut peer.nacks_sent.last_mut().expect("just pushed").2
+                    }
+                };
+                if s.nacks > *seen {
+                    self.metrics.nacks_sent.inc_by(s.nacks - *seen);
+                    *seen = s.nacks;
+                }
+            }
             Event::Closed => {
                 peer.dead.get_or_insert(DisconnectReason::PeerClosed);
             }
@@ -403,8 +422,9 @@ impl Worker {
         };
         match room.on_rtp(now, &inbound, &mut self.scratch) {
             Ok(_) => {}
-            Err(crate::core::DropReason::Muted) => self.metrics.dropped.muted.inc(),
-            Err(crate::core::DropReason::UnknownTrack) => self.metrics.dropped.unknown_track.inc(),
+            Err(DropReason::Muted) => self.metrics.dropped.muted.inc(),
+            Err(DropReason::UnknownTrack) => self.metrics.dropped.unknown_track.inc(),
+            Err(DropReason::MalformedRed) => self.metrics.dropped.malformed_red.inc(),
         }
     }
 
@@ -515,6 +535,8 @@ impl Worker {
             return;
         };
         let len = f.payload.len() as u64;
+        let first = !peer.media_started;
+        peer.media_started = true;
         let ext = ExtensionValues {
             audio_level: f.audio_level,
             voice_activity: f.voice_activity,
@@ -531,6 +553,17 @@ impl Worker {
         self.metrics
             .forwarding_latency
             .observe(f.received_at.elapsed().as_secs_f64());
+        if first {
+            // Once per session: `media_started` lives and dies with the Peer.
+            if let Some(p) = self.peers.get(&f.to) {
+                info!(participant = %p.participant_id, room = %p.room, "media started");
+                let e = SfuEvent::MediaStarted {
+                    room_id: p.room.clone(),
+                    participant_id: p.participant_id.clone(),
+                };
+                self.emit(e);
+            }
+        }
         self.drain(f.to, now);
     }
 

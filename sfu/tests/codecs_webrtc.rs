@@ -1,4 +1,4 @@
-//! Codec passthrough beyond VP8: for VP9, H264 and AV1, a webrtc-rs
+//! Codec passthrough beyond VP8: for VP9, H264, H265 and AV1, a webrtc-rs
 //! publisher sends synthetic RTP with that codec's payload descriptor and a
 //! webrtc-rs subscriber must receive it, negotiated as the same codec,
 //! starting at a keyframe (so the SFU's per-codec keyframe detection is
@@ -15,7 +15,7 @@ use bytes::Bytes;
 use common::*;
 use convene_sfu::{SfuConfig, SfuEvent, TrackKind, VideoQuality};
 use tokio::sync::Mutex;
-use webrtc::api::media_engine::{MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_VP9};
+use webrtc::api::media_engine::{MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_HEVC, MIME_TYPE_VP9};
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
@@ -85,6 +85,32 @@ fn h264_frame(n: u16, key: bool) -> Frame {
     }
 }
 
+/// H.265 (RFC 7798): a keyframe is an aggregation packet (type 48) with
+/// VPS, SPS, PPS and an SEI carrying the tag, then an IDR_W_RADL (19) in
+/// two fragmentation units (type 49); a delta frame is one TRAIL_R (1).
+fn h265_frame(n: u16, key: bool) -> Frame {
+    let hdr = |t: u8| [t << 1, 0x01];
+    if key {
+        let vps = [hdr(32)[0], 1, 0x0c, 0x01, 0xff, 0xff];
+        let sps = [hdr(33)[0], 1, 0x01, 0x01, 0x60, 0x00];
+        let pps = [hdr(34)[0], 1, 0xc1, 0x72];
+        let sei = tag(hdr(39).to_vec(), n, 0);
+        let mut ap = hdr(48).to_vec();
+        for nal in [&vps[..], &sps[..], &pps[..], &sei[..]] {
+            ap.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+            ap.extend_from_slice(nal);
+        }
+        let fu = hdr(49);
+        let fu_start = vec![fu[0], fu[1], 0x80 | 19, 0xaf, 0x08];
+        let fu_end = vec![fu[0], fu[1], 0x40 | 19, 0x21];
+        vec![ap, tag(fu_start, n, 1), tag(fu_end, n, 2)]
+    } else {
+        let mut p = hdr(1).to_vec();
+        p.extend_from_slice(&[0xd0, 0x04]);
+        vec![tag(p, n, 0)]
+    }
+}
+
 /// AV1 (AV1 RTP spec §4.4): aggregation header Z|Y|W|N; a keyframe starts a
 /// new coded video sequence (N=1) with a sequence header OBU then a frame
 /// OBU; a delta frame is one frame OBU with N=0.
@@ -121,6 +147,16 @@ async fn h264_passthrough() {
         mime: MIME_TYPE_H264,
         fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
         frame: h264_frame,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_passthrough() {
+    case(CodecCase {
+        mime: MIME_TYPE_HEVC,
+        fmtp: "",
+        frame: h265_frame,
     })
     .await;
 }

@@ -223,6 +223,23 @@ async fn run() {
             assert!(continuous(seqs), "{id} {kind}: {seqs:?}");
         }
     }
+    // Media flows to both subscribers: one MediaStarted each (the
+    // publisher subscribes to nothing and gets none).
+    let mut started: Vec<String> = Vec::new();
+    wait_event(&mut events, Duration::from_secs(10), |e| {
+        if let SfuEvent::MediaStarted {
+            room_id,
+            participant_id,
+        } = e
+        {
+            assert_eq!(room_id, room);
+            started.push(participant_id.clone());
+        }
+        (started.len() >= 2).then_some(())
+    })
+    .await;
+    started.sort();
+    assert_eq!(started, ["sub-a", "sub-b"]);
 
     // DataChannel broadcast: the publisher's message reaches both
     // subscribers, stamped with the sender by the SFU.
@@ -295,6 +312,11 @@ async fn run() {
     wait_for_packets(&rec_b, a1 + 25, v1 + 25, Duration::from_secs(10)).await;
 
     // The publisher leaves: both its tracks are unpublished.
+    while let Ok(e) = events.try_recv() {
+        if let SfuEvent::MediaStarted { participant_id, .. } = e {
+            started.push(participant_id);
+        }
+    }
     media.abort();
     handle
         .remove_participant(room, "pub")
@@ -308,6 +330,10 @@ async fn run() {
                 participant_id,
                 ..
             } if participant_id == "pub" => Some(track_id.clone()),
+            SfuEvent::MediaStarted { participant_id, .. } => {
+                started.push(participant_id.clone());
+                None
+            }
             _ => None,
         })
         .await;
@@ -317,6 +343,9 @@ async fn run() {
     let mut want: Vec<_> = tracks.values().cloned().collect();
     want.sort();
     assert_eq!(gone, want);
+    // Still exactly once per session, across the other subscriber's
+    // departure and an ICE restart.
+    assert_eq!(started, ["sub-a", "sub-b"], "MediaStarted events");
 
     let m = sfu.metrics();
     let fwd = m.packets_forwarded.get();

@@ -37,6 +37,23 @@ pub struct SignalingConfig {
     /// stuck browser cannot grow the server's memory.
     #[arg(long = "ws-outbound-queue", default_value_t = 512)]
     pub outbound_queue: usize,
+    /// Most chat messages sent for one `sync` (or one gap); a client further
+    /// behind sends `sync` again from the last `seq` it got.
+    #[arg(long = "ws-max-catchup-messages", default_value_t = 500)]
+    pub max_catchup_messages: usize,
+    /// With several nodes (Redis): how long a node's claim that a user is
+    /// online, or that a participant is in a room, lasts without renewal.
+    /// Nodes renew every third of it, so a dead node's users and
+    /// participants disappear within this time.
+    #[arg(
+        long = "presence-ttl-secs",
+        env = "CONVENE_PRESENCE_TTL_SECS",
+        default_value_t = 30
+    )]
+    pub presence_ttl_secs: u64,
+    /// This node's name in Redis presence and room frames; random when unset.
+    #[arg(long = "node-id", env = "CONVENE_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 impl Default for SignalingConfig {
@@ -52,6 +69,9 @@ impl Default for SignalingConfig {
             knocks_per_sec: 3,
             max_chat_chars: 2000,
             outbound_queue: 512,
+            max_catchup_messages: 500,
+            presence_ttl_secs: 30,
+            node_id: None,
         }
     }
 }
@@ -65,5 +85,8 @@ impl SignalingConfig {
     }
     pub fn resume_grace(&self) -> Duration {
         Duration::from_secs(self.resume_grace_secs)
+    }
+    pub fn presence_ttl(&self) -> Duration {
+        Duration::from_secs(self.presence_ttl_secs.max(1))
     }
 }

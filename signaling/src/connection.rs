@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::ratelimit::TokenBucket;
 use crate::room::{RoomCmd, RoomHandle};
+use crate::user_channel::UserChannel;
 use crate::Inner;
 
 /// What the room actor asks a connection to do.
@@ -90,6 +91,9 @@ fn message_type(msg: &ClientMessage) -> &'static str {
         ClientMessage::MuteParticipant { .. } => "mute_participant",
         ClientMessage::EndConference => "end_conference",
         ClientMessage::Leave => "leave",
+        ClientMessage::Hello { .. } => "hello",
+        ClientMessage::Sync { .. } => "sync",
+        ClientMessage::Typing { .. } => "typing",
     }
 }
 
@@ -111,6 +115,9 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
         ice_servers: Vec::new(),
     };
     let mut room: Option<RoomHandle> = None;
+    let mut user: Option<UserChannel> = None;
+    // The connection keeps a sender so `recv` pends instead of ending.
+    let (chat_tx, mut chat_rx) = mpsc::channel(config.outbound_queue.max(8));
     let mut bucket = TokenBucket::new(
         f64::from(config.messages_per_sec),
         config.message_burst,
@@ -172,11 +179,56 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
                             let _ = r.tx.send(RoomCmd::Heartbeat { conn_id: conn.id }).await;
                         }
                     }
+                    (_, ClientMessage::Hello { access_token }) => {
+                        if user.is_some() {
+                            conn.send(error(ErrorCode::BadMessage, "hello was already sent"));
+                            continue;
+                        }
+                        match UserChannel::open(&inner, &access_token, chat_tx.clone()).await {
+                            Ok((channel, welcome)) => {
+                                user = Some(channel);
+                                conn.send(welcome);
+                            }
+                            Err((code, message)) => {
+                                metrics.error(code);
+                                conn.send(ServerMessage::Error { code, message });
+                            }
+                        }
+                    }
+                    (_, ClientMessage::Sync { chat_id, after_seq }) => {
+                        let Some(u) = user.as_mut() else {
+                            metrics.error(ErrorCode::NotJoined);
+                            conn.send(error(ErrorCode::NotJoined, "send hello first"));
+                            continue;
+                        };
+                        match u.sync(chat_id, after_seq).await {
+                            Ok(out) => {
+                                if !send_all(&mut sink, out).await {
+                                    break Ending::Lost;
+                                }
+                            }
+                            Err((code, message)) => {
+                                metrics.error(code);
+                                conn.send(ServerMessage::Error { code, message });
+                            }
+                        }
+                    }
+                    (_, ClientMessage::Typing { chat_id }) => {
+                        let Some(u) = user.as_ref() else {
+                            metrics.error(ErrorCode::NotJoined);
+                            conn.send(error(ErrorCode::NotJoined, "send hello first"));
+                            continue;
+                        };
+                        if let Err((code, message)) = u.typing(chat_id).await {
+                            metrics.error(code);
+                            conn.send(ServerMessage::Error { code, message });
+                        }
+                    }
                     (None, ClientMessage::Join { token, resume_token }) => {
                         let started = Instant::now();
-                        match enter(&inner, &conn, &token, resume_token).await {
+                        match enter(&inner, &conn, &token, resume_token, started).await {
                             Ok(r) => {
-                                metrics.join_latency.observe(started.elapsed().as_secs_f64());
+                                metrics.join_answer_latency.observe(started.elapsed().as_secs_f64());
                                 room = Some(r);
                             }
                             Err((code, message)) => {
@@ -187,13 +239,21 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
                     }
                     (None, _) => {
                         metrics.error(ErrorCode::NotJoined);
-                        conn.send(error(ErrorCode::NotJoined, "send join with a token first"));
+                        conn.send(error(ErrorCode::NotJoined, "send join with a token (or hello) first"));
                     }
                     (Some(r), msg) => {
                         if r.tx.send(RoomCmd::Client { conn_id: conn.id, msg }).await.is_err() {
                             conn.send(error(ErrorCode::Internal, "the room closed"));
                             room = None;
                         }
+                    }
+                }
+            }
+            Some(ev) = chat_rx.recv() => {
+                if let Some(u) = user.as_mut() {
+                    let out = u.event(ev).await;
+                    if !send_all(&mut sink, out).await {
+                        break Ending::Lost;
                     }
                 }
             }
@@ -229,7 +289,27 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
             })
             .await;
     }
+    if let Some(u) = user {
+        u.close(&inner).await;
+    }
     metrics.connections.dec();
+}
+
+/// Writes messages straight to the socket (chat catch-up can be longer than
+/// the outbound queue). False when the socket is gone.
+async fn send_all(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    msgs: Vec<ServerMessage>,
+) -> bool {
+    for m in msgs {
+        let Ok(json) = serde_json::to_string(&m) else {
+            continue;
+        };
+        if sink.send(Message::Text(json.into())).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 fn error(code: ErrorCode, message: &str) -> ServerMessage {
@@ -251,6 +331,7 @@ async fn enter(
     conn: &ConnHandle,
     token: &str,
     resume_token: Option<String>,
+    started: Instant,
 ) -> Result<RoomHandle, (ErrorCode, String)> {
     let admission = inner
         .control
@@ -270,6 +351,7 @@ async fn enter(
             conn: conn.clone(),
             admission: admission.clone(),
             resume_token: resume_token.clone(),
+            started,
             reply,
         };
         if room.tx.send(cmd).await.is_err() {

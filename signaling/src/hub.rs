@@ -32,6 +32,7 @@ impl Hub {
             inner.media.clone(),
             inner.config.clone(),
             inner.metrics.clone(),
+            inner.room_bus.clone(),
             move || {
                 if let Some(inner) = weak.upgrade() {
                     let mut rooms = inner.hub.rooms.lock();

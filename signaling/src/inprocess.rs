@@ -2,7 +2,9 @@
 //! process (`convene up`).
 
 use async_trait::async_trait;
-use convene_control::{Actor, ApiError, ConferenceEvent, Control};
+use convene_control::chats::MessagesQuery;
+use convene_control::{Actor, ApiError, ChatEvent, ConferenceEvent, Control};
+use convene_proto::collab::ChatMessage;
 use convene_proto::sfu::{
     AnswerRequest, JoinRequest, OfferRequest, SetMuteRequest, SfuEvent, SubscribeRequest,
     UnsubscribeRequest,
@@ -14,7 +16,9 @@ use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
-use crate::ports::{Admission, ControlPort, HallEvent, MediaPort, PortError};
+use crate::ports::{
+    Admission, ChatSummary, ControlPort, HallEvent, MediaPort, PortError, UserPort,
+};
 
 /// The SFU in this process.
 #[derive(Clone)]
@@ -194,16 +198,12 @@ impl ControlPort for InProcessControl {
     }
 
     async fn touch_waiting(&self, conference: Uuid, user: Uuid) -> Result<Option<u32>, PortError> {
-        let entries = self
+        let position = self
             .0
-            .waiting_queue(conference)
+            .touch_waiting(conference, user)
             .await
             .map_err(control_error)?;
-        Ok(entries
-            .into_iter()
-            .find(|e| e.user_id == user)
-            .and_then(|e| e.position)
-            .and_then(|p| u32::try_from(p).ok()))
+        Ok(position.and_then(|p| u32::try_from(p).ok()))
     }
 
     async fn leave_waiting(&self, conference: Uuid, user: Uuid) -> Result<(), PortError> {
@@ -298,5 +298,105 @@ impl ControlPort for InProcessControl {
             .into_stream()
             .filter_map(|ev| async move { hall_event(ev) })
             .boxed())
+    }
+}
+
+/// Chats and presence served by the control plane in this process. Its chat
+/// bus is in-process or Redis, so with Redis the user channel reaches users
+/// connected to other signaling nodes.
+#[derive(Clone)]
+pub struct InProcessUsers(pub Control);
+
+fn summary(chat: convene_proto::collab::Chat) -> ChatSummary {
+    ChatSummary {
+        chat_id: chat.id,
+        last_seq: chat.last_seq,
+        members: chat.members.iter().map(|m| m.user_id).collect(),
+    }
+}
+
+#[async_trait]
+impl UserPort for InProcessUsers {
+    async fn authenticate(&self, access_token: &str) -> Result<Uuid, PortError> {
+        self.0
+            .authenticate(access_token)
+            .map(|a| a.user_id)
+            .map_err(control_error)
+    }
+
+    async fn chats(&self, user: Uuid) -> Result<Vec<ChatSummary>, PortError> {
+        let actor = self.0.actor(user).await.map_err(control_error)?;
+        let mut out = Vec::new();
+        let mut params = convene_control::pagination::PageParams {
+            cursor: None,
+            limit: None,
+        };
+        loop {
+            let page = self
+                .0
+                .list_chats(&actor, &params)
+                .await
+                .map_err(control_error)?;
+            out.extend(page.items.into_iter().map(summary));
+            match page.next_cursor {
+                Some(c) => params.cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn chat(&self, user: Uuid, chat: Uuid) -> Result<ChatSummary, PortError> {
+        let actor = self.0.actor(user).await.map_err(control_error)?;
+        self.0
+            .get_chat(&actor, chat)
+            .await
+            .map(summary)
+            .map_err(control_error)
+    }
+
+    async fn messages_after(
+        &self,
+        user: Uuid,
+        chat: Uuid,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, PortError> {
+        let actor = self.0.actor(user).await.map_err(control_error)?;
+        let mut out: Vec<ChatMessage> = Vec::new();
+        let mut after = after_seq;
+        while out.len() < limit {
+            let q = MessagesQuery {
+                before: None,
+                after_seq: Some(after),
+                limit: None,
+            };
+            let page = self
+                .0
+                .list_messages(&actor, chat, &q)
+                .await
+                .map_err(control_error)?;
+            let Some(last) = page.items.last().map(|m| m.seq) else {
+                break;
+            };
+            out.extend(page.items);
+            after = last;
+            if !page.has_more {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn publish(&self, event: ChatEvent) -> Result<(), PortError> {
+        self.0
+            .chat_bus()
+            .publish(&event)
+            .await
+            .map_err(control_error)
+    }
+
+    fn events(&self, chat: Uuid) -> BoxStream<'static, ChatEvent> {
+        self.0.subscribe_chat(chat).into_stream().boxed()
     }
 }

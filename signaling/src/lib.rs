@@ -17,8 +17,12 @@ mod hub;
 pub mod inprocess;
 pub mod metrics;
 pub mod ports;
+mod presence;
 pub mod ratelimit;
+pub mod remote;
 mod room;
+mod room_bus;
+mod user_channel;
 pub mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +36,7 @@ use convene_turn_config::IceConfig;
 
 pub use config::SignalingConfig;
 pub use metrics::Metrics;
-pub use ports::{Admission, ControlPort, HallEvent, MediaPort, PortError};
+pub use ports::{Admission, ChatSummary, ControlPort, HallEvent, MediaPort, PortError, UserPort};
 
 pub(crate) struct Inner {
     pub config: Arc<SignalingConfig>,
@@ -41,6 +45,10 @@ pub(crate) struct Inner {
     pub ice: IceConfig,
     pub metrics: Metrics,
     pub hub: hub::Hub,
+    /// The user-level channel (`hello`); absent, `hello` is refused.
+    pub users: Option<Arc<dyn UserPort>>,
+    pub presence: presence::Presence,
+    pub room_bus: Arc<room_bus::RoomBus>,
     next_conn: AtomicU64,
 }
 
@@ -56,14 +64,88 @@ pub struct Signaling {
     inner: Arc<Inner>,
 }
 
+/// Optional parts of a signaling node.
+#[derive(Default)]
+pub struct NodeOptions {
+    /// Serves `hello` (chats, typing, presence).
+    pub users: Option<Arc<dyn UserPort>>,
+    /// Shares presence and rooms with other signaling nodes.
+    pub redis: Option<redis::Client>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignalingError {
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("room bus: {0}")]
+    Bus(String),
+}
+
 impl Signaling {
-    /// Starts routing SFU events to rooms; must be called inside a Tokio runtime.
+    /// A single node without the user channel. Starts routing SFU events to
+    /// rooms; must be called inside a Tokio runtime.
     pub fn new(
         config: SignalingConfig,
         control: Arc<dyn ControlPort>,
         media: Arc<dyn MediaPort>,
         ice: IceConfig,
     ) -> Result<Self, prometheus::Error> {
+        let node_id = node_id(&config);
+        let parts = Parts {
+            users: None,
+            presence: presence::Presence::in_process(),
+            room_bus: room_bus::RoomBus::in_process(node_id),
+        };
+        Self::build(config, control, media, ice, parts)
+    }
+
+    /// A node with the optional parts: the user channel, and Redis for
+    /// running several signaling nodes side by side.
+    pub async fn with_options(
+        config: SignalingConfig,
+        control: Arc<dyn ControlPort>,
+        media: Arc<dyn MediaPort>,
+        ice: IceConfig,
+        options: NodeOptions,
+    ) -> Result<Self, SignalingError> {
+        let node_id = node_id(&config);
+        let (presence, bus) = match &options.redis {
+            Some(client) => {
+                let conn = redis::aio::ConnectionManager::new(client.clone()).await?;
+                let ttl = config.presence_ttl();
+                let bus =
+                    room_bus::RoomBus::redis(node_id.clone(), ttl, client.clone(), conn.clone())
+                        .await
+                        .map_err(|e| SignalingError::Bus(e.to_string()))?;
+                (presence::Presence::redis(conn, node_id.clone(), ttl), bus)
+            }
+            None => (
+                presence::Presence::in_process(),
+                room_bus::RoomBus::in_process(node_id.clone()),
+            ),
+        };
+        let parts = Parts {
+            users: options.users,
+            presence,
+            room_bus: bus,
+        };
+        Ok(Self::build(config, control, media, ice, parts)?)
+    }
+
+    fn build(
+        config: SignalingConfig,
+        control: Arc<dyn ControlPort>,
+        media: Arc<dyn MediaPort>,
+        ice: IceConfig,
+        parts: Parts,
+    ) -> Result<Self, prometheus::Error> {
+        let Parts {
+            users,
+            presence,
+            room_bus,
+        } = parts;
         let inner = Arc::new(Inner {
             config: Arc::new(config),
             control,
@@ -71,9 +153,16 @@ impl Signaling {
             ice,
             metrics: Metrics::new()?,
             hub: hub::Hub::default(),
+            users,
+            presence,
+            room_bus,
             next_conn: AtomicU64::new(1),
         });
         tokio::spawn(hub::Hub::route_sfu_events(inner.clone()));
+        tokio::spawn(refresh_presence(
+            Arc::downgrade(&inner),
+            inner.config.presence_ttl() / 3,
+        ));
         Ok(Self { inner })
     }
 
@@ -86,6 +175,30 @@ impl Signaling {
 
     pub fn registry(&self) -> &prometheus::Registry {
         &self.inner.metrics.registry
+    }
+}
+
+/// What differs between a single node and one of several.
+struct Parts {
+    users: Option<Arc<dyn UserPort>>,
+    presence: presence::Presence,
+    room_bus: Arc<room_bus::RoomBus>,
+}
+
+fn node_id(config: &SignalingConfig) -> String {
+    config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))
+}
+
+/// Keeps this node's presence claims alive while the service exists.
+async fn refresh_presence(inner: std::sync::Weak<Inner>, period: std::time::Duration) {
+    let mut every = tokio::time::interval(period);
+    loop {
+        every.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        inner.presence.refresh().await;
     }
 }
 

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub waiting_entries: IntGauge,
     pub admissions: IntCounterVec,
     pub join_latency: Histogram,
+    pub join_answer_latency: Histogram,
 }
 
 impl Metrics {
@@ -68,7 +69,14 @@ impl Metrics {
         let join_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "convene_signaling_join_latency_seconds",
-                "Time from a join message to the joined answer",
+                "Time from a join message (or admission from the waiting hall) to the first media packet the SFU forwarded to the participant",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0]),
+        )?;
+        let join_answer_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "convene_signaling_join_answer_seconds",
+                "Time from a join message to the joined (or waiting) answer",
             )
             .buckets(vec![
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -83,6 +91,7 @@ impl Metrics {
         registry.register(Box::new(waiting_entries.clone()))?;
         registry.register(Box::new(admissions.clone()))?;
         registry.register(Box::new(join_latency.clone()))?;
+        registry.register(Box::new(join_answer_latency.clone()))?;
         Ok(Self {
             registry,
             connections,
@@ -94,6 +103,7 @@ impl Metrics {
             waiting_entries,
             admissions,
             join_latency,
+            join_answer_latency,
         })
     }
 

@@ -139,3 +139,37 @@ pub trait MediaPort: Send + Sync + 'static {
     /// Every SFU event, for all rooms.
     fn events(&self) -> BoxStream<'static, SfuEvent>;
 }
+
+/// A chat the user belongs to, as the user channel needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatSummary {
+    pub chat_id: Uuid,
+    /// `seq` of the newest message (0 when empty).
+    pub last_seq: i64,
+    pub members: Vec<Uuid>,
+}
+
+/// What the user-level channel (`hello`: chats, typing, presence) needs from
+/// the control plane, whose database and chat bus are the source of truth.
+#[async_trait]
+pub trait UserPort: Send + Sync + 'static {
+    /// Checks an access token; returns the user id.
+    async fn authenticate(&self, access_token: &str) -> Result<Uuid, PortError>;
+    /// Every chat of the user.
+    async fn chats(&self, user: Uuid) -> Result<Vec<ChatSummary>, PortError>;
+    /// One chat of the user (`NotFound` when not a member).
+    async fn chat(&self, user: Uuid, chat: Uuid) -> Result<ChatSummary, PortError>;
+    /// Messages with `seq > after_seq`, oldest first, at most `limit`.
+    async fn messages_after(
+        &self,
+        user: Uuid,
+        chat: Uuid,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<convene_proto::collab::ChatMessage>, PortError>;
+    /// Publishes a transient event (typing, presence) to the chat's members
+    /// on every node.
+    async fn publish(&self, event: convene_proto::collab::ChatEvent) -> Result<(), PortError>;
+    /// The chat's events, from whichever node produced them.
+    fn events(&self, chat: Uuid) -> BoxStream<'static, convene_proto::collab::ChatEvent>;
+}

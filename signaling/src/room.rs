@@ -24,6 +24,7 @@ use crate::connection::{ConnHandle, Ending};
 use crate::metrics::Metrics;
 use crate::ports::{Admission, ControlPort, HallEvent, MediaPort, PortError};
 use crate::ratelimit::TokenBucket;
+use crate::room_bus::{LobbyTo, RoomBus, RoomEnvelope, RoomFrame};
 
 /// Messages into a room actor.
 pub(crate) enum RoomCmd {
@@ -32,6 +33,8 @@ pub(crate) enum RoomCmd {
         conn: ConnHandle,
         admission: Admission,
         resume_token: Option<String>,
+        /// When the join message arrived, for the join-latency histogram.
+        started: Instant,
         reply: oneshot::Sender<Result<(), (ErrorCode, String)>>,
     },
     /// A message from an attached connection.
@@ -50,6 +53,8 @@ pub(crate) enum RoomCmd {
     },
     Sfu(SfuEvent),
     Hall(HallEvent),
+    /// From this conference's actors on every node (this one included).
+    Frame(RoomEnvelope),
     Tick,
 }
 
@@ -67,6 +72,8 @@ struct Participant {
     detached_at: Option<Instant>,
     /// The SFU session exists (first offer answered).
     media_joined: bool,
+    /// Join time, until the first media packet reaches the participant.
+    awaiting_media: Option<Instant>,
     lobby_bucket: TokenBucket,
 }
 
@@ -90,7 +97,10 @@ pub(crate) struct RoomActor {
     /// Which participant or waiter a connection speaks for.
     conns: HashMap<u64, Member>,
     tracks: HashMap<String, TrackInfo>,
-    chat_seq: u64,
+    /// Participants connected to other signaling nodes.
+    remote: HashMap<String, ParticipantInfo>,
+    bus: Arc<RoomBus>,
+    last_refresh: Instant,
     knocks: TokenBucket,
     /// This room's share of the waiting-entries gauge.
     waiting_seen: i64,
@@ -115,6 +125,7 @@ impl RoomActor {
         media: Arc<dyn MediaPort>,
         config: Arc<SignalingConfig>,
         metrics: Metrics,
+        bus: Arc<RoomBus>,
         on_exit: impl FnOnce() + Send + 'static,
     ) -> RoomHandle {
         let (tx, rx) = mpsc::channel(1024);
@@ -135,7 +146,9 @@ impl RoomActor {
             waiters: HashMap::new(),
             conns: HashMap::new(),
             tracks: HashMap::new(),
-            chat_seq: 0,
+            remote: HashMap::new(),
+            bus,
+            last_refresh: now,
             knocks,
             waiting_seen: 0,
             rx,
@@ -167,6 +180,32 @@ impl RoomActor {
                 None
             }
         };
+        // Subscribed before anything is published, so answers are not missed.
+        let frames_task = {
+            let mut frames = self.bus.subscribe(self.conference);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(env) = frames.next().await {
+                    if tx.send(RoomCmd::Frame(env)).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        if self.bus.is_shared() {
+            match self.bus.remote_members(self.conference).await {
+                Ok(members) => {
+                    for m in members {
+                        self.remote
+                            .insert(m.participant.participant_id.clone(), m.participant);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read room members"),
+            }
+            if let Err(e) = self.bus.publish(self.conference, RoomFrame::Hello).await {
+                tracing::warn!(error = %e, "could not greet other nodes");
+            }
+        }
         let ticker = {
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -188,6 +227,7 @@ impl RoomActor {
         }
         self.metrics.waiting_entries.sub(self.waiting_seen);
         ticker.abort();
+        frames_task.abort();
         if let Some(t) = events_task {
             t.abort();
         }
@@ -201,9 +241,10 @@ impl RoomActor {
                 conn,
                 admission,
                 resume_token,
+                started,
                 reply,
             } => {
-                let result = self.enter(conn, admission, resume_token).await;
+                let result = self.enter(conn, admission, resume_token, started).await;
                 let _ = reply.send(result);
             }
             RoomCmd::Client { conn_id, msg } => self.client(conn_id, msg).await,
@@ -211,6 +252,7 @@ impl RoomActor {
             RoomCmd::Disconnected { conn_id, ending } => self.disconnected(conn_id, ending).await,
             RoomCmd::Sfu(ev) => self.sfu_event(ev).await,
             RoomCmd::Hall(ev) => self.hall_event(ev).await,
+            RoomCmd::Frame(env) => self.frame(env).await,
             RoomCmd::Tick => self.tick().await,
         }
         !(self.participants.is_empty() && self.waiters.is_empty() && self.conns.is_empty())
@@ -221,6 +263,7 @@ impl RoomActor {
         conn: ConnHandle,
         admission: Admission,
         resume_token: Option<String>,
+        started: Instant,
     ) -> Result<(), (ErrorCode, String)> {
         if admission.waiting {
             return self.enter_waiting(conn, admission).await;
@@ -253,7 +296,7 @@ impl RoomActor {
                 }
             }
         }
-        self.join_room(conn, admission);
+        self.join_room(conn, admission, started).await;
         Ok(())
     }
 
@@ -301,7 +344,7 @@ impl RoomActor {
         Ok(())
     }
 
-    fn join_room(&mut self, conn: ConnHandle, admission: Admission) {
+    async fn join_room(&mut self, conn: ConnHandle, admission: Admission, started: Instant) {
         let pid = format!("p-{}", &Uuid::new_v4().simple().to_string()[..12]);
         let info = ParticipantInfo {
             participant_id: pid.clone(),
@@ -317,6 +360,7 @@ impl RoomActor {
             resume_token: Uuid::new_v4().simple().to_string(),
             detached_at: None,
             media_joined: false,
+            awaiting_media: Some(started),
             lobby_bucket: TokenBucket::per_minute(self.config.lobby_messages_per_min, now),
         };
         let moderator = participant.admission.moderator;
@@ -324,8 +368,26 @@ impl RoomActor {
         self.conns.insert(conn.id, Member::Participant(pid.clone()));
         conn.set_waiting(false);
         self.send_joined(&pid);
-        self.broadcast_except(&pid, ServerMessage::ParticipantJoined { participant: info });
+        self.broadcast_except(
+            &pid,
+            ServerMessage::ParticipantJoined {
+                participant: info.clone(),
+            },
+        );
         self.metrics.participants.inc();
+        if self.bus.is_shared() {
+            if let Err(e) = self
+                .bus
+                .claim(self.conference, std::slice::from_ref(&info))
+                .await
+            {
+                tracing::warn!(error = %e, "could not record room member");
+            }
+            let frame = RoomFrame::Joined { participant: info };
+            if let Err(e) = self.bus.publish(self.conference, frame).await {
+                tracing::warn!(error = %e, "could not announce participant");
+            }
+        }
         if moderator {
             // The first moderator to arrive sees who is already waiting.
             let control = self.control.clone();
@@ -349,6 +411,7 @@ impl RoomActor {
             .values()
             .filter(|o| o.info.participant_id != pid)
             .map(|o| o.info.clone())
+            .chain(self.remote.values().cloned())
             .collect();
         let tracks = self.tracks.values().cloned().collect();
         conn.send(ServerMessage::Joined {
@@ -448,14 +511,17 @@ impl RoomActor {
                         "too many lobby messages".to_string(),
                     )
                 })?;
-                let msg = ServerMessage::LobbyMessage {
+                let frame = RoomFrame::Lobby {
+                    to: LobbyTo::Moderators,
                     from_user_id: uid,
                     from_name: w.admission.name.clone(),
                     text,
                     at_ms: chrono::Utc::now().timestamp_millis(),
                 };
-                self.send_to_moderators(msg);
-                Ok(())
+                self.bus
+                    .publish(self.conference, frame)
+                    .await
+                    .map_err(|e| (ErrorCode::Internal, e.to_string()))
             }
             ClientMessage::Leave => {
                 let _ = self.control.leave_waiting(self.conference, uid).await;
@@ -505,6 +571,7 @@ impl RoomActor {
         self.participants
             .get(pid)
             .map(|p| p.admission.user_id)
+            .or_else(|| self.remote.get(pid).map(|r| r.user_id))
             .ok_or((ErrorCode::NotFound, format!("no participant {pid}")))
     }
 
@@ -631,15 +698,17 @@ impl RoomActor {
                 if !p.admission.can_publish_data {
                     return Err((ErrorCode::Forbidden, "no data grant".into()));
                 }
-                self.chat_seq += 1;
-                let msg = ServerMessage::Chat {
-                    seq: self.chat_seq,
+                // Delivered when it comes back from the bus, numbered, so
+                // every node shows the room's chat in one order.
+                let frame = RoomFrame::Chat {
                     from: p.info.clone(),
                     text,
                     at_ms: chrono::Utc::now().timestamp_millis(),
                 };
-                self.broadcast(msg);
-                Ok(())
+                self.bus
+                    .publish_chat(self.conference, frame)
+                    .await
+                    .map_err(|e| (ErrorCode::Internal, e.to_string()))
             }
             ClientMessage::LobbyMessage { text, to } => {
                 let text = self.checked_text(text)?;
@@ -654,33 +723,36 @@ impl RoomActor {
                         "too many lobby messages".to_string(),
                     )
                 })?;
-                let msg = ServerMessage::LobbyMessage {
+                let from_name = p.info.name.clone();
+                let to = match to {
+                    Some(user_id) => {
+                        // The waiter may wait on another node.
+                        let known = self.waiters.contains_key(&user_id)
+                            || self
+                                .control
+                                .waiting_entries(self.conference)
+                                .await
+                                .map_err(port)?
+                                .iter()
+                                .any(|e| e.user_id == user_id);
+                        if !known {
+                            return Err((ErrorCode::NotFound, "no such waiter".to_string()));
+                        }
+                        LobbyTo::Waiter { user_id }
+                    }
+                    None => LobbyTo::AllWaiters,
+                };
+                let frame = RoomFrame::Lobby {
+                    to,
                     from_user_id: moderator,
-                    from_name: p.info.name.clone(),
+                    from_name,
                     text,
                     at_ms: chrono::Utc::now().timestamp_millis(),
                 };
-                match to {
-                    Some(user) => {
-                        let w = self
-                            .waiters
-                            .get(&user)
-                            .ok_or((ErrorCode::NotFound, "no such waiter".to_string()))?;
-                        if let Some(c) = &w.conn {
-                            c.send(msg.clone());
-                        }
-                    }
-                    None => {
-                        for w in self.waiters.values() {
-                            if let Some(c) = &w.conn {
-                                c.send(msg.clone());
-                            }
-                        }
-                    }
-                }
-                // Other moderators see what was said to the waiters.
-                self.send_to_moderators(msg);
-                Ok(())
+                self.bus
+                    .publish(self.conference, frame)
+                    .await
+                    .map_err(|e| (ErrorCode::Internal, e.to_string()))
             }
             ClientMessage::Admit { user_id } => {
                 let m = self.require_moderator(pid)?;
@@ -736,12 +808,28 @@ impl RoomActor {
                 video,
             } => {
                 self.require_moderator(pid)?;
-                let target = self.participants.get(&participant_id).ok_or((
-                    ErrorCode::NotFound,
-                    format!("no participant {participant_id}"),
-                ))?;
-                if let Some(c) = &target.conn {
-                    c.send(ServerMessage::MuteRequested { video });
+                match self.participants.get(&participant_id) {
+                    Some(target) => {
+                        if let Some(c) = &target.conn {
+                            c.send(ServerMessage::MuteRequested { video });
+                        }
+                    }
+                    None if self.remote.contains_key(&participant_id) => {
+                        let frame = RoomFrame::Direct {
+                            participant_id: participant_id.clone(),
+                            message: ServerMessage::MuteRequested { video },
+                        };
+                        self.bus
+                            .publish(self.conference, frame)
+                            .await
+                            .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+                    }
+                    None => {
+                        return Err((
+                            ErrorCode::NotFound,
+                            format!("no participant {participant_id}"),
+                        ))
+                    }
                 }
                 // Enforced on the server too: a client that ignores the
                 // request is still silent for everyone else.
@@ -776,6 +864,12 @@ impl RoomActor {
                 Ok(())
             }
             ClientMessage::Join { .. } => Err((ErrorCode::BadMessage, "already joined".into())),
+            // Handled by the connection's user channel, never routed here.
+            ClientMessage::Hello { .. }
+            | ClientMessage::Sync { .. }
+            | ClientMessage::Typing { .. } => {
+                Err((ErrorCode::BadMessage, "not a room message".into()))
+            }
             ClientMessage::Ping => Ok(()),
         }
     }
@@ -818,6 +912,15 @@ impl RoomActor {
         self.broadcast(ServerMessage::ParticipantLeft {
             participant_id: pid.to_string(),
         });
+        if self.bus.is_shared() {
+            let _ = self.bus.release(self.conference, pid).await;
+            let frame = RoomFrame::Left {
+                participant_id: pid.to_string(),
+            };
+            if let Err(e) = self.bus.publish(self.conference, frame).await {
+                tracing::warn!(error = %e, "could not announce departure");
+            }
+        }
     }
 
     async fn heartbeat(&mut self, conn_id: u64) {
@@ -868,6 +971,11 @@ impl RoomActor {
 
     async fn tick(&mut self) {
         let now = Instant::now();
+        if self.bus.is_shared() && now.duration_since(self.last_refresh) >= self.bus.refresh_every()
+        {
+            self.last_refresh = now;
+            self.refresh_members().await;
+        }
         let grace = self.config.resume_grace();
         let expired: Vec<String> = self
             .participants
@@ -902,27 +1010,7 @@ impl RoomActor {
 
     async fn sfu_event(&mut self, ev: SfuEvent) {
         match ev {
-            SfuEvent::TrackPublished { track, .. } => {
-                self.tracks.insert(track.track_id.clone(), track.clone());
-                let publisher = track.participant_id.clone();
-                // The publisher hears of its own track too: that is how it learns
-                // the id to use in `mute`.
-                self.broadcast(ServerMessage::TrackPublished {
-                    track: track.clone(),
-                });
-                let subscribers: Vec<String> = self
-                    .participants
-                    .iter()
-                    .filter(|(pid, p)| {
-                        **pid != publisher && p.media_joined && p.admission.can_subscribe
-                    })
-                    .map(|(pid, _)| pid.clone())
-                    .collect();
-                for pid in subscribers {
-                    self.subscribe(&pid, vec![track.track_id.clone()], VideoQuality::High)
-                        .await;
-                }
-            }
+            SfuEvent::TrackPublished { track, .. } => self.track_published(track).await,
             SfuEvent::TrackUnpublished {
                 track_id,
                 participant_id,
@@ -977,7 +1065,38 @@ impl RoomActor {
                     c.send(ServerMessage::Offer { sdp: offer_sdp });
                 }
             }
+            SfuEvent::MediaStarted { participant_id, .. } => {
+                if let Some(started) = self
+                    .participants
+                    .get_mut(&participant_id)
+                    .and_then(|p| p.awaiting_media.take())
+                {
+                    self.metrics
+                        .join_latency
+                        .observe(started.elapsed().as_secs_f64());
+                }
+            }
             SfuEvent::LayerChanged { .. } | SfuEvent::WantedLayers { .. } => {}
+        }
+    }
+
+    async fn track_published(&mut self, track: TrackInfo) {
+        self.tracks.insert(track.track_id.clone(), track.clone());
+        let publisher = track.participant_id.clone();
+        // The publisher hears of its own track too: that is how it learns
+        // the id to use in `mute`.
+        self.broadcast(ServerMessage::TrackPublished {
+            track: track.clone(),
+        });
+        let subscribers: Vec<String> = self
+            .participants
+            .iter()
+            .filter(|(pid, p)| **pid != publisher && p.media_joined && p.admission.can_subscribe)
+            .map(|(pid, _)| pid.clone())
+            .collect();
+        for pid in subscribers {
+            self.subscribe(&pid, vec![track.track_id.clone()], VideoQuality::High)
+                .await;
         }
     }
 
@@ -1001,7 +1120,7 @@ impl RoomActor {
                             Ok(token) => match self.control.verify(&token).await {
                                 Ok(admission) if !admission.waiting => {
                                     conn.send(ServerMessage::Admitted { token });
-                                    self.join_room(conn, admission);
+                                    self.join_room(conn, admission, Instant::now()).await;
                                 }
                                 _ => conn.send(ServerMessage::Error {
                                     code: ErrorCode::Internal,
@@ -1097,6 +1216,123 @@ impl RoomActor {
                 self.waiters.clear();
                 self.conns.clear();
             }
+        }
+    }
+
+    /// Renews this node's member claims and reconciles the other nodes'
+    /// participants with the shared list (a node that died stops renewing).
+    async fn refresh_members(&mut self) {
+        let mine: Vec<ParticipantInfo> =
+            self.participants.values().map(|p| p.info.clone()).collect();
+        if let Err(e) = self.bus.claim(self.conference, &mine).await {
+            tracing::warn!(error = %e, "could not renew room members");
+        }
+        let live = match self.bus.remote_members(self.conference).await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read room members");
+                return;
+            }
+        };
+        let gone: Vec<String> = self
+            .remote
+            .keys()
+            .filter(|pid| !live.iter().any(|m| &m.participant.participant_id == *pid))
+            .cloned()
+            .collect();
+        for pid in gone {
+            self.remote.remove(&pid);
+            self.broadcast(ServerMessage::ParticipantLeft {
+                participant_id: pid,
+            });
+        }
+        for m in live {
+            let pid = m.participant.participant_id.clone();
+            if !self.remote.contains_key(&pid) && !self.participants.contains_key(&pid) {
+                self.remote.insert(pid, m.participant.clone());
+                self.broadcast(ServerMessage::ParticipantJoined {
+                    participant: m.participant,
+                });
+            }
+        }
+    }
+
+    async fn frame(&mut self, env: RoomEnvelope) {
+        let own = env.node == self.bus.node();
+        match env.frame {
+            RoomFrame::Joined { participant } if !own => {
+                let pid = participant.participant_id.clone();
+                if self.remote.insert(pid, participant.clone()).is_none() {
+                    self.broadcast(ServerMessage::ParticipantJoined { participant });
+                }
+            }
+            RoomFrame::Left { participant_id }
+                if !own && self.remote.contains_key(&participant_id) =>
+            {
+                self.remote.remove(&participant_id);
+                self.broadcast(ServerMessage::ParticipantLeft { participant_id });
+            }
+            RoomFrame::Hello if !own && !self.tracks.is_empty() => {
+                let tracks = self.tracks.values().cloned().collect();
+                let _ = self
+                    .bus
+                    .publish(self.conference, RoomFrame::Tracks { tracks })
+                    .await;
+            }
+            RoomFrame::Tracks { tracks } if !own => {
+                for track in tracks {
+                    if !self.tracks.contains_key(&track.track_id) {
+                        self.track_published(track).await;
+                    }
+                }
+            }
+            RoomFrame::Chat { from, text, at_ms } => {
+                self.broadcast(ServerMessage::Chat {
+                    seq: env.seq,
+                    from,
+                    text,
+                    at_ms,
+                });
+            }
+            RoomFrame::Lobby {
+                to,
+                from_user_id,
+                from_name,
+                text,
+                at_ms,
+            } => {
+                let msg = ServerMessage::LobbyMessage {
+                    from_user_id,
+                    from_name,
+                    text,
+                    at_ms,
+                };
+                let waiters: Vec<&Waiter> = match &to {
+                    LobbyTo::Moderators => Vec::new(),
+                    LobbyTo::Waiter { user_id } => self.waiters.get(user_id).into_iter().collect(),
+                    LobbyTo::AllWaiters => self.waiters.values().collect(),
+                };
+                for w in waiters {
+                    if let Some(c) = &w.conn {
+                        c.send(msg.clone());
+                    }
+                }
+                // Every moderator sees what was said in the lobby.
+                self.send_to_moderators(msg);
+            }
+            RoomFrame::Direct {
+                participant_id,
+                message,
+            } => {
+                if let Some(c) = self
+                    .participants
+                    .get(&participant_id)
+                    .and_then(|p| p.conn.clone())
+                {
+                    c.send(message);
+                }
+            }
+            _ => {}
         }
     }
 }

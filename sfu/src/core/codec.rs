@@ -15,6 +15,7 @@ pub enum Codec {
     Vp8,
     Vp9,
     H264,
+    H265,
     Av1,
     OtherVideo,
 }
@@ -23,7 +24,7 @@ impl Codec {
     pub fn is_video(self) -> bool {
         matches!(
             self,
-            Codec::Vp8 | Codec::Vp9 | Codec::H264 | Codec::Av1 | Codec::OtherVideo
+            Codec::Vp8 | Codec::Vp9 | Codec::H264 | Codec::H265 | Codec::Av1 | Codec::OtherVideo
         )
     }
 
@@ -40,13 +41,13 @@ impl Codec {
 ///
 /// Unknown codecs answer false, and the layer selector only starts a
 /// subscriber at a keyframe, so a video codec without a parser here would
-/// never be forwarded: `Peer` therefore does not negotiate such codecs
-/// (H.265 is switched off until it has a parser).
+/// never be forwarded: `Peer` therefore does not negotiate such codecs.
 pub fn is_keyframe_start(codec: Codec, payload: &[u8]) -> bool {
     match codec {
         Codec::Vp8 => vp8_keyframe_start(payload),
         Codec::Vp9 => vp9_keyframe_start(payload),
         Codec::H264 => h264_keyframe_start(payload),
+        Codec::H265 => h265_keyframe_start(payload),
         Codec::Av1 => av1_keyframe_start(payload),
         _ => false,
     }
@@ -112,6 +113,49 @@ fn h264_keyframe_start(p: &[u8]) -> bool {
     }
 }
 
+/// H.265 NAL unit types that start a keyframe: the IRAP pictures (BLA,
+/// IDR, CRA: 16..=21) and the VPS, which encoders send (with SPS and PPS)
+/// right before one, so a switch there keeps the parameter sets.
+fn h265_starts_keyframe(nal_type: u8) -> bool {
+    matches!(nal_type, 16..=21 | 32)
+}
+
+/// The NAL unit type in an H.265 NAL unit (or RTP payload) header.
+fn h265_nal_type(header: u8) -> u8 {
+    (header >> 1) & 0x3f
+}
+
+/// RFC 7798: a single NAL unit, an aggregation packet (48) holding one, or
+/// the start fragment of a fragmentation unit (49) of one. Assumes no DONL
+/// fields (sprop-max-don-diff = 0, as WebRTC senders use).
+fn h265_keyframe_start(p: &[u8]) -> bool {
+    let Some(&b0) = p.first() else { return false };
+    if p.len() < 3 {
+        return false;
+    }
+    match h265_nal_type(b0) {
+        t if h265_starts_keyframe(t) => true,
+        // AP: after the 2-byte payload header, 16-bit sizes each followed
+        // by a NAL unit.
+        48 => {
+            let mut i = 2;
+            while i + 2 < p.len() {
+                let size = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
+                if h265_starts_keyframe(h265_nal_type(p[i + 2])) {
+                    return true;
+                }
+                i += 2 + size;
+            }
+            false
+        }
+        // FU: 2-byte payload header, then S|E|FuType.
+        49 => p
+            .get(2)
+            .is_some_and(|fu| fu & 0x80 != 0 && h265_starts_keyframe(fu & 0x3f)),
+        _ => false,
+    }
+}
+
 /// AV1 RTP spec §4.4: N (new coded video sequence) set and Z (continuation) clear.
 fn av1_keyframe_start(p: &[u8]) -> bool {
     p.first().is_some_and(|b| b & 0x08 != 0 && b & 0x80 == 0)
@@ -153,6 +197,55 @@ mod tests {
         // FU-A start of IDR, and a middle fragment.
         assert!(h264_keyframe_start(&[0x7c, 0x85, 0x00]));
         assert!(!h264_keyframe_start(&[0x7c, 0x05, 0x00]));
+    }
+
+    /// H.265 payload header for a NAL unit type (layer 0, TID 1).
+    fn h265(t: u8) -> [u8; 2] {
+        [t << 1, 0x01]
+    }
+
+    #[test]
+    fn h265_irap_in_single_aggregated_and_fragmented_packets() {
+        // Single NAL units: every IRAP type and the VPS start a keyframe;
+        // TRAIL_R (1), SPS (33), PPS (34), SEI (39) and RASL (8) do not.
+        for t in 16..=21u8 {
+            let [a, b] = h265(t);
+            assert!(h265_keyframe_start(&[a, b, 0xaf]), "type {t}");
+        }
+        for t in [0u8, 1, 8, 15, 22, 33, 34, 39, 47] {
+            let [a, b] = h265(t);
+            assert!(!h265_keyframe_start(&[a, b, 0xaf]), "type {t}");
+        }
+        assert!(h265_keyframe_start(&[h265(32)[0], 1, 0x0c]));
+
+        // AP with SPS, PPS, then an IDR_W_RADL (19).
+        let [ap0, ap1] = h265(48);
+        let mut ap = vec![ap0, ap1];
+        for (t, len) in [(33u8, 4u16), (34, 3), (19, 5)] {
+            ap.extend_from_slice(&len.to_be_bytes());
+            let mut nal = vec![0u8; len as usize];
+            nal[..2].copy_from_slice(&h265(t));
+            ap.extend_from_slice(&nal);
+        }
+        assert!(h265_keyframe_start(&ap));
+        // The same AP with a TRAIL_R in place of the IDR.
+        let n = ap.len();
+        ap[n - 5] = 1 << 1;
+        assert!(!h265_keyframe_start(&ap));
+        // Sizes pointing past the end stop the walk.
+        assert!(!h265_keyframe_start(&[ap0, ap1, 0xff, 0xff, 1 << 1, 1]));
+
+        // FU: start fragment of a CRA (21), a middle fragment, and the
+        // start of a non-IRAP picture.
+        let [fu0, fu1] = h265(49);
+        assert!(h265_keyframe_start(&[fu0, fu1, 0x80 | 21, 0xaa]));
+        assert!(!h265_keyframe_start(&[fu0, fu1, 21, 0xaa]));
+        assert!(!h265_keyframe_start(&[fu0, fu1, 0x40 | 21, 0xaa]));
+        assert!(!h265_keyframe_start(&[fu0, fu1, 0x80 | 1, 0xaa]));
+        // Truncated.
+        assert!(!h265_keyframe_start(&[fu0, fu1]));
+        assert!(!h265_keyframe_start(&[]));
+        assert!(is_keyframe_start(Codec::H265, &[fu0, fu1, 0x80 | 19]));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod layer;
 pub mod munger;
 pub mod participant;
 pub mod pli;
+pub mod red;
 pub mod room;
 pub mod speaker;
 pub mod subscription;

@@ -10,6 +10,7 @@ use str0m::media::{Mid, Pt, Rid};
 use super::codec::{is_keyframe_start, Codec};
 use super::layer::Decision;
 use super::participant::Participant;
+use super::red;
 use super::speaker::SpeakerDetector;
 use super::subscription::Subscription;
 use super::track::PublishedTrack;
@@ -52,6 +53,9 @@ pub enum CoreError {
 pub enum DropReason {
     UnknownTrack,
     Muted,
+    /// An RFC 2198 RED payload that could not be unwrapped for a subscriber
+    /// without RED (subscribers that negotiated RED still got it as is).
+    MalformedRed,
 }
 
 impl DropReason {
@@ -59,9 +63,13 @@ impl DropReason {
         match self {
             DropReason::UnknownTrack => "unknown_track",
             DropReason::Muted => "muted",
+            DropReason::MalformedRed => "malformed_red",
         }
     }
 }
+
+/// A RED payload's primary block, re-typed: its payload type and bytes.
+type Unwrapped = Result<(Pt, Arc<[u8]>), red::RedError>;
 
 /// One received RTP packet, as the core needs it.
 #[derive(Debug, Clone)]
@@ -417,6 +425,11 @@ impl Room {
     }
 
     /// Fan one received packet out. Returns how many subscribers get it.
+    ///
+    /// A RED packet goes as is to subscribers that negotiated RED and as its
+    /// primary Opus block to the others. When that block cannot be found
+    /// the result is `Err(MalformedRed)`, though the packet may still have
+    /// been forwarded (in `out`) to subscribers with RED.
     pub fn on_rtp(
         &mut self,
         now: Instant,
@@ -471,9 +484,32 @@ impl Room {
         }
         let clock_rate = p.codec.clock_rate();
         let mut forwarded = 0;
+        // RED unwrapped for subscribers without RED: parsed on first need,
+        // then one payload shared by all of them.
+        let mut unwrapped: Option<Unwrapped> = None;
+        let mut red_failed = false;
         for s in &mut track.subscriptions {
             let Some(out_mid) = s.out_mid else { continue };
-            let Some(pt) = s.map_pt(p.pt) else { continue };
+            let (pt, payload) = match s.map_pt(p.pt) {
+                Some(pt) => (pt, &p.payload),
+                None if p.codec == Codec::Red => {
+                    let u = unwrapped.get_or_insert_with(|| {
+                        red::primary(&p.payload)
+                            .map(|r| (Pt::new_with_value(r.pt), Arc::from(&p.payload[r.range])))
+                    });
+                    match u {
+                        Ok((inner, data)) => match s.map_pt(*inner) {
+                            Some(pt) => (pt, &*data),
+                            None => continue,
+                        },
+                        Err(_) => {
+                            red_failed = true;
+                            continue;
+                        }
+                    }
+                }
+                None => continue,
+            };
             if video {
                 match s.selector.on_packet(li, keyframe) {
                     Decision::Drop => continue,
@@ -511,13 +547,16 @@ impl Room {
                 seq: m.seq,
                 timestamp: m.timestamp,
                 marker: p.marker,
-                payload: p.payload.clone(),
+                payload: payload.clone(),
                 audio_level: p.audio_level,
                 voice_activity: p.voice_activity,
                 nackable: video,
                 received_at: p.received_at,
             }));
             forwarded += 1;
+        }
+        if red_failed {
+            return Err(DropReason::MalformedRed);
         }
         Ok(forwarded)
     }

@@ -125,6 +125,69 @@ fn audio_fans_out_with_each_subscribers_payload_type() {
 }
 
 #[test]
+fn red_goes_as_is_to_red_subscribers_and_unwrapped_to_others() {
+    let t0 = Instant::now();
+    let mut r = room();
+    let mut out = vec![];
+    let tk = r
+        .publish(PUB, "0".into(), TrackKind::Audio, vec![], &mut out)
+        .unwrap();
+    // Publisher: Opus 111, RED 63. Bob negotiated both (his Opus is 109,
+    // RED 120); Carol only Opus (96).
+    let bob = vec![(111.into(), 109.into()), (63.into(), 120.into())];
+    let carol = vec![(111.into(), 96.into())];
+    for (sub, map) in [(SUB_A, bob), (SUB_B, carol)] {
+        r.subscribe(sub, "alice/0", VideoQuality::High, t0).unwrap();
+        assert!(r.activate_subscription(sub, tk, "5".into(), map, t0, &mut out));
+    }
+    out.clear();
+    // One redundant block (3 bytes, 960 ticks back) and the primary.
+    let red: Arc<[u8]> = Arc::from(vec![
+        0x80 | 111,
+        0x0f,
+        0x00,
+        0x03,
+        111,
+        1,
+        2,
+        3,
+        7,
+        8,
+        9,
+        10,
+    ]);
+    let p = pkt("0", None, Codec::Red, 63, 500, 9600, red.clone(), t0);
+    assert_eq!(r.on_rtp(t0, &p, &mut out), Ok(2));
+    let f = forwards(&out);
+    let a = f.iter().find(|f| f.to == SUB_A).unwrap();
+    let b = f.iter().find(|f| f.to == SUB_B).unwrap();
+    assert_eq!((*a.pt, &a.payload[..]), (120, &red[..]));
+    assert!(
+        Arc::ptr_eq(&a.payload, &red),
+        "RED forwarded without a copy"
+    );
+    assert_eq!((*b.pt, &b.payload[..]), (96, &[7u8, 8, 9, 10][..]));
+    assert_eq!(b.timestamp.wrapping_sub(a.timestamp), 0);
+
+    // Malformed RED (block longer than the payload): Carol gets nothing
+    // and the packet is reported; Bob still gets it as is.
+    out.clear();
+    let bad: Arc<[u8]> = Arc::from(vec![0x80 | 111, 0x0f, 0x03, 0xff, 111, 1, 2]);
+    let p = pkt("0", None, Codec::Red, 63, 501, 10560, bad, t0);
+    assert_eq!(r.on_rtp(t0, &p, &mut out), Err(DropReason::MalformedRed));
+    let f = forwards(&out);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].to, SUB_A);
+
+    // A primary block of a codec Carol lacks is skipped, not an error.
+    out.clear();
+    let other: Arc<[u8]> = Arc::from(vec![0, 0xaa]);
+    let p = pkt("0", None, Codec::Red, 63, 502, 11520, other, t0);
+    assert_eq!(r.on_rtp(t0, &p, &mut out), Ok(1));
+    assert_eq!(DropReason::MalformedRed.as_str(), "malformed_red");
+}
+
+#[test]
 fn unknown_and_muted_tracks_are_dropped() {
     let t0 = Instant::now();
     let mut r = room();
@@ -534,7 +597,7 @@ mod props {
 
         #[test]
         fn keyframe_parsers_take_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            for c in [Codec::Vp8, Codec::Vp9, Codec::H264, Codec::Av1, Codec::Opus] {
+            for c in [Codec::Vp8, Codec::Vp9, Codec::H264, Codec::H265, Codec::Av1, Codec::Opus] {
                 let _ = is_keyframe_start(c, &bytes);
             }
         }

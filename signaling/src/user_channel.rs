@@ -1,0 +1,314 @@
+//! The user-level channel of a connection (after `hello`): chat messages,
+//! edits, read receipts, typing and presence for every chat of the user.
+//!
+//! Chat events come from the control plane's chat bus, which is in-process or
+//! Redis, so they may arrive from any node and, across nodes, out of order.
+//! Each chat keeps a cursor, the highest `seq` this client has been sent:
+//! a message right after it is sent at once, an older one is a duplicate, and
+//! a newer one means a gap, filled from the database first. So a client sees
+//! every message once, in `seq` order, and never an edit before its message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use convene_proto::collab::ChatEvent;
+use convene_proto::signaling::{ErrorCode, ServerMessage};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::ports::{ChatSummary, PortError, UserPort};
+use crate::Inner;
+
+type Failure = (ErrorCode, String);
+
+fn port_err(e: PortError) -> Failure {
+    (e.code(), e.to_string())
+}
+
+struct ChatState {
+    cursor: i64,
+    members: Vec<Uuid>,
+    forwarder: JoinHandle<()>,
+}
+
+impl Drop for ChatState {
+    fn drop(&mut self) {
+        self.forwarder.abort();
+    }
+}
+
+pub(crate) struct UserChannel {
+    pub user_id: Uuid,
+    port: Arc<dyn UserPort>,
+    chats: HashMap<Uuid, ChatState>,
+    /// Last presence told to this client per user, to send changes only
+    /// (a user sharing three chats with us would otherwise arrive thrice).
+    shown_online: HashMap<Uuid, bool>,
+    events: mpsc::Sender<ChatEvent>,
+    max_catchup: usize,
+}
+
+impl UserChannel {
+    /// Authenticates, subscribes to every chat of the user and marks them
+    /// online. Returns the channel and the `welcome` to send.
+    pub(crate) async fn open(
+        inner: &Arc<Inner>,
+        access_token: &str,
+        events: mpsc::Sender<ChatEvent>,
+    ) -> Result<(Self, ServerMessage), Failure> {
+        let port = inner.users.clone().ok_or((
+            ErrorCode::Forbidden,
+            "this node has no user channel".to_string(),
+        ))?;
+        let user_id = port.authenticate(access_token).await.map_err(port_err)?;
+        let summaries = port.chats(user_id).await.map_err(port_err)?;
+        let mut channel = UserChannel {
+            user_id,
+            port: port.clone(),
+            chats: HashMap::new(),
+            shown_online: HashMap::new(),
+            events,
+            max_catchup: inner.config.max_catchup_messages.max(1),
+        };
+        for s in summaries {
+            channel.track(s);
+        }
+        if inner.presence.connect(user_id).await {
+            channel.announce(true).await;
+        }
+        let mut others: Vec<Uuid> = channel
+            .chats
+            .values()
+            .flat_map(|c| c.members.iter().copied())
+            .filter(|u| *u != user_id)
+            .collect();
+        others.sort();
+        others.dedup();
+        let online = inner.presence.online(&others).await;
+        for u in &others {
+            channel.shown_online.insert(*u, online.contains(u));
+        }
+        Ok((channel, ServerMessage::Welcome { user_id, online }))
+    }
+
+    /// Starts delivering a chat's events to this connection.
+    fn track(&mut self, s: ChatSummary) {
+        let mut stream = self.port.events(s.chat_id);
+        let tx = self.events.clone();
+        let forwarder = tokio::spawn(async move {
+            while let Some(ev) = stream.next().await {
+                if tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        });
+        self.chats.insert(
+            s.chat_id,
+            ChatState {
+                cursor: s.last_seq,
+                members: s.members,
+                forwarder,
+            },
+        );
+    }
+
+    async fn announce(&self, online: bool) {
+        for chat_id in self.chats.keys() {
+            let ev = ChatEvent::Presence {
+                chat_id: *chat_id,
+                user_id: self.user_id,
+                online,
+            };
+            if let Err(e) = self.port.publish(ev).await {
+                tracing::warn!(error = %e, "presence not published");
+            }
+        }
+    }
+
+    /// The connection closed.
+    pub(crate) async fn close(self, inner: &Arc<Inner>) {
+        if inner.presence.disconnect(self.user_id).await {
+            self.announce(false).await;
+        }
+    }
+
+    pub(crate) async fn typing(&self, chat_id: Uuid) -> Result<(), Failure> {
+        if !self.chats.contains_key(&chat_id) {
+            return Err((ErrorCode::NotFound, format!("no chat {chat_id} of yours")));
+        }
+        self.port
+            .publish(ChatEvent::Typing {
+                chat_id,
+                user_id: self.user_id,
+            })
+            .await
+            .map_err(port_err)
+    }
+
+    /// Sends what the client missed after `after_seq`.
+    pub(crate) async fn sync(
+        &mut self,
+        chat_id: Uuid,
+        after_seq: i64,
+    ) -> Result<Vec<ServerMessage>, Failure> {
+        let Some(state) = self.chats.get_mut(&chat_id) else {
+            return Err((ErrorCode::NotFound, format!("no chat {chat_id} of yours")));
+        };
+        if after_seq < 0 {
+            return Err((ErrorCode::BadMessage, "after_seq must be >= 0".into()));
+        }
+        // The client states where it is; later live messages continue from
+        // what this sends.
+        state.cursor = after_seq;
+        self.fill(chat_id).await
+    }
+
+    /// Sends the messages after the chat's cursor and moves it.
+    async fn fill(&mut self, chat_id: Uuid) -> Result<Vec<ServerMessage>, Failure> {
+        let Some(state) = self.chats.get(&chat_id) else {
+            return Ok(Vec::new());
+        };
+        let missed = self
+            .port
+            .messages_after(self.user_id, chat_id, state.cursor, self.max_catchup)
+            .await
+            .map_err(port_err)?;
+        let mut out = Vec::with_capacity(missed.len());
+        if let Some(state) = self.chats.get_mut(&chat_id) {
+            for m in missed {
+                if m.seq > state.cursor {
+                    state.cursor = m.seq;
+                    out.push(ServerMessage::MessageCreated {
+                        chat_id,
+                        message: m,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Turns one bus event into what this client should receive.
+    pub(crate) async fn event(&mut self, ev: ChatEvent) -> Vec<ServerMessage> {
+        let me = self.user_id;
+        match ev {
+            ChatEvent::MessageCreated { chat_id, message } => {
+                let Some(state) = self.chats.get_mut(&chat_id) else {
+                    return Vec::new();
+                };
+                if message.seq <= state.cursor {
+                    return Vec::new();
+                }
+                if message.seq == state.cursor + 1 {
+                    state.cursor = message.seq;
+                    return vec![ServerMessage::MessageCreated { chat_id, message }];
+                }
+                self.fill_logged(chat_id).await
+            }
+            ChatEvent::MessageEdited {
+                chat_id,
+                message_id,
+                seq,
+                version,
+                text,
+            } => {
+                let Some(state) = self.chats.get(&chat_id) else {
+                    return Vec::new();
+                };
+                let mut out = Vec::new();
+                if seq > state.cursor {
+                    // The message itself has not reached this client yet:
+                    // send it (and anything before it) first.
+                    out = self.fill_logged(chat_id).await;
+                }
+                out.push(ServerMessage::MessageEdited {
+                    chat_id,
+                    message_id,
+                    seq,
+                    version,
+                    text,
+                });
+                out
+            }
+            ChatEvent::ReadReceipt {
+                chat_id,
+                user_id,
+                up_to_seq,
+            } => {
+                if !self.chats.contains_key(&chat_id) {
+                    return Vec::new();
+                }
+                vec![ServerMessage::ReadReceipt {
+                    chat_id,
+                    user_id,
+                    up_to_seq,
+                }]
+            }
+            ChatEvent::Typing { chat_id, user_id } => {
+                if user_id == me || !self.chats.contains_key(&chat_id) {
+                    return Vec::new();
+                }
+                vec![ServerMessage::Typing { chat_id, user_id }]
+            }
+            ChatEvent::Presence {
+                user_id, online, ..
+            } => {
+                if user_id == me || self.shown_online.get(&user_id) == Some(&online) {
+                    return Vec::new();
+                }
+                self.shown_online.insert(user_id, online);
+                vec![ServerMessage::Presence { user_id, online }]
+            }
+            ChatEvent::MemberAdded { chat_id, user_id } => {
+                if user_id == me {
+                    if self.chats.contains_key(&chat_id) {
+                        return Vec::new();
+                    }
+                    match self.port.chat(me, chat_id).await {
+                        // From the chat's start: everything in it is new here.
+                        Ok(mut s) => {
+                            s.last_seq = 0;
+                            self.track(s);
+                            let mut out = vec![ServerMessage::ChatMemberAdded { chat_id, user_id }];
+                            out.extend(self.fill_logged(chat_id).await);
+                            return out;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "added to a chat that is gone");
+                            return Vec::new();
+                        }
+                    }
+                }
+                let Some(state) = self.chats.get_mut(&chat_id) else {
+                    return Vec::new();
+                };
+                if !state.members.contains(&user_id) {
+                    state.members.push(user_id);
+                }
+                vec![ServerMessage::ChatMemberAdded { chat_id, user_id }]
+            }
+            ChatEvent::MemberRemoved { chat_id, user_id } => {
+                let Some(state) = self.chats.get_mut(&chat_id) else {
+                    return Vec::new();
+                };
+                state.members.retain(|u| *u != user_id);
+                if user_id == me {
+                    self.chats.remove(&chat_id);
+                }
+                vec![ServerMessage::ChatMemberRemoved { chat_id, user_id }]
+            }
+        }
+    }
+
+    async fn fill_logged(&mut self, chat_id: Uuid) -> Vec<ServerMessage> {
+        match self.fill(chat_id).await {
+            Ok(out) => out,
+            Err((_, e)) => {
+                tracing::warn!(chat = %chat_id, error = %e, "could not fill a chat gap");
+                Vec::new()
+            }
+        }
+    }
+}
