@@ -57,7 +57,7 @@ impl BusEvent for ChatEvent {
     const PATTERN: &'static str = "convene:chat:*";
     const KIND: &'static str = "chat";
     fn key(&self) -> Uuid {
-        self.chat_id()
+        self.route()
     }
     fn channel(key: Uuid) -> String {
         chat_channel(key)

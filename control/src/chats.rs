@@ -366,6 +366,13 @@ impl Control {
             }
             let chat = chat_view(&mut tx, actor.user_id, id).await?;
             tx.commit().await?;
+            for user_id in std::iter::once(actor.user_id).chain(others.iter().copied()) {
+                self.emit_chat(ChatEvent::Invited {
+                    chat_id: id,
+                    user_id,
+                })
+                .await;
+            }
             return Ok((chat, true));
         }
         Err(ApiError::Conflict(
@@ -468,6 +475,8 @@ impl Control {
         };
         tx.commit().await?;
         self.emit_chat(ChatEvent::MemberAdded { chat_id, user_id })
+            .await;
+        self.emit_chat(ChatEvent::Invited { chat_id, user_id })
             .await;
         Ok(ChatMember {
             user_id,

@@ -247,6 +247,14 @@ pub enum ChatEvent {
         chat_id: Uuid,
         user_id: Uuid,
     },
+    /// The user now belongs to the chat (created with them, or added).
+    /// Unlike every other event this one is routed to the *user's* inbox
+    /// (`convene:chat:{user_id}`), because a signaling node only listens to
+    /// chats it already knows the user is in.
+    Invited {
+        chat_id: Uuid,
+        user_id: Uuid,
+    },
     /// A member is typing (not stored; published by the signaling service).
     Typing {
         chat_id: Uuid,
@@ -263,6 +271,7 @@ pub enum ChatEvent {
 impl ChatEvent {
     pub fn chat_id(&self) -> Uuid {
         match self {
+            ChatEvent::Invited { chat_id, .. } => *chat_id,
             ChatEvent::MessageCreated { chat_id, .. }
             | ChatEvent::MessageEdited { chat_id, .. }
             | ChatEvent::ReadReceipt { chat_id, .. }
@@ -270,6 +279,14 @@ impl ChatEvent {
             | ChatEvent::MemberRemoved { chat_id, .. }
             | ChatEvent::Typing { chat_id, .. }
             | ChatEvent::Presence { chat_id, .. } => *chat_id,
+        }
+    }
+
+    /// The bus key: the chat, or the invited user's inbox.
+    pub fn route(&self) -> Uuid {
+        match self {
+            ChatEvent::Invited { user_id, .. } => *user_id,
+            other => other.chat_id(),
         }
     }
 }

@@ -47,7 +47,16 @@ pub(crate) struct UserChannel {
     /// (a user sharing three chats with us would otherwise arrive thrice).
     shown_online: HashMap<Uuid, bool>,
     events: mpsc::Sender<ChatEvent>,
+    inbox: Option<JoinHandle<()>>,
     max_catchup: usize,
+}
+
+impl Drop for UserChannel {
+    fn drop(&mut self) {
+        if let Some(t) = self.inbox.take() {
+            t.abort();
+        }
+    }
 }
 
 impl UserChannel {
@@ -70,11 +79,14 @@ impl UserChannel {
             chats: HashMap::new(),
             shown_online: HashMap::new(),
             events,
+            inbox: None,
             max_catchup: inner.config.max_catchup_messages.max(1),
         };
         for s in summaries {
             channel.track(s);
         }
+        // The user's inbox: chats they are added to from now on.
+        channel.inbox = Some(channel.forward(user_id));
         if inner.presence.connect(user_id).await {
             channel.announce(true).await;
         }
@@ -93,17 +105,23 @@ impl UserChannel {
         Ok((channel, ServerMessage::Welcome { user_id, online }))
     }
 
-    /// Starts delivering a chat's events to this connection.
-    fn track(&mut self, s: ChatSummary) {
-        let mut stream = self.port.events(s.chat_id);
+    /// Feeds one bus key's events (a chat, or the user's inbox) into this
+    /// connection.
+    fn forward(&self, key: Uuid) -> JoinHandle<()> {
+        let mut stream = self.port.events(key);
         let tx = self.events.clone();
-        let forwarder = tokio::spawn(async move {
+        tokio::spawn(async move {
             while let Some(ev) = stream.next().await {
                 if tx.send(ev).await.is_err() {
                     break;
                 }
             }
-        });
+        })
+    }
+
+    /// Starts delivering a chat's events to this connection.
+    fn track(&mut self, s: ChatSummary) {
+        let forwarder = self.forward(s.chat_id);
         self.chats.insert(
             s.chat_id,
             ChatState {
@@ -261,25 +279,18 @@ impl UserChannel {
                 self.shown_online.insert(user_id, online);
                 vec![ServerMessage::Presence { user_id, online }]
             }
+            ChatEvent::Invited { chat_id, user_id } => {
+                if user_id != me || self.chats.contains_key(&chat_id) {
+                    return Vec::new();
+                }
+                self.join_chat(chat_id).await
+            }
             ChatEvent::MemberAdded { chat_id, user_id } => {
                 if user_id == me {
                     if self.chats.contains_key(&chat_id) {
                         return Vec::new();
                     }
-                    match self.port.chat(me, chat_id).await {
-                        // From the chat's start: everything in it is new here.
-                        Ok(mut s) => {
-                            s.last_seq = 0;
-                            self.track(s);
-                            let mut out = vec![ServerMessage::ChatMemberAdded { chat_id, user_id }];
-                            out.extend(self.fill_logged(chat_id).await);
-                            return out;
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "added to a chat that is gone");
-                            return Vec::new();
-                        }
-                    }
+                    return self.join_chat(chat_id).await;
                 }
                 let Some(state) = self.chats.get_mut(&chat_id) else {
                     return Vec::new();
@@ -298,6 +309,27 @@ impl UserChannel {
                     self.chats.remove(&chat_id);
                 }
                 vec![ServerMessage::ChatMemberRemoved { chat_id, user_id }]
+            }
+        }
+    }
+
+    /// The user was added to a chat: deliver it from its start.
+    async fn join_chat(&mut self, chat_id: Uuid) -> Vec<ServerMessage> {
+        let me = self.user_id;
+        match self.port.chat(me, chat_id).await {
+            Ok(mut s) => {
+                s.last_seq = 0;
+                self.track(s);
+                let mut out = vec![ServerMessage::ChatMemberAdded {
+                    chat_id,
+                    user_id: me,
+                }];
+                out.extend(self.fill_logged(chat_id).await);
+                out
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "added to a chat that is gone");
+                Vec::new()
             }
         }
     }

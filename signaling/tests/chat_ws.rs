@@ -352,3 +352,60 @@ async fn two_nodes_share_chats_through_redis() {
         }
     }
 }
+
+/// A user connected before a chat exists gets it live: created with them,
+/// or added later (with the history so far).
+#[tokio::test]
+async fn chats_created_or_joined_while_connected_arrive_live() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let n = node(&db.url, None).await;
+    let (ada, _) = n.user("ada").await;
+    let (bob, bob_id) = n.user("bob").await;
+    let (carl, carl_id) = n.user("carl").await;
+    let (mut b, _) = n.hello(&bob).await;
+    let (mut c, _) = n.hello(&carl).await;
+
+    let group = n
+        .post(
+            "/v1/chats",
+            &ada,
+            json!({"title": "crew", "member_emails": ["bob@example.org"]}),
+        )
+        .await;
+    let chat: uuid::Uuid = group["id"].as_str().unwrap().parse().unwrap();
+    match b.next_chat().await {
+        ServerMessage::ChatMemberAdded { chat_id, user_id } => {
+            assert_eq!((chat_id, user_id), (chat, bob_id))
+        }
+        other => panic!("expected chat_member_added, got {other:?}"),
+    }
+    n.say(&ada, chat, "first").await;
+    assert_eq!(b.created_seqs(1).await, vec![(1, "first".to_string())]);
+
+    n.post(
+        &format!("/v1/chats/{chat}/members"),
+        &ada,
+        json!({"email": "carl@example.org"}),
+    )
+    .await;
+    match c.next_chat().await {
+        ServerMessage::ChatMemberAdded { chat_id, user_id } => {
+            assert_eq!((chat_id, user_id), (chat, carl_id))
+        }
+        other => panic!("expected chat_member_added, got {other:?}"),
+    }
+    assert_eq!(
+        c.created_seqs(1).await,
+        vec![(1, "first".to_string())],
+        "the history so far comes with it"
+    );
+    match b.next_chat().await {
+        ServerMessage::ChatMemberAdded { user_id, .. } => assert_eq!(user_id, carl_id),
+        other => panic!("expected chat_member_added, got {other:?}"),
+    }
+    n.say(&ada, chat, "second").await;
+    assert_eq!(c.created_seqs(1).await, vec![(2, "second".to_string())]);
+    c.nothing_pending().await;
+}
