@@ -4,8 +4,9 @@
 #      deploy/prometheus-k8s-pods.yml (with a static stand-in for k8s discovery)
 #   2. every YAML file under deploy/ parses, and compose.yaml, k8s/*.yaml,
 #      grafana/provisioning/, the Dockerfile and grafana/convene.json have the
-#      structure the one-process layout (`convene up`) relies on: services,
-#      host networking, health checks, probes, ports, mounts, panels; and the
+#      structure the split layout (`convene control`, `convene signaling`,
+#      `convene sfu` as separate processes) relies on: services, host
+#      networking, health checks, probes, ports, mounts, panels; and the
 #      subcommands, flags, env vars and metric names they use exist in the
 #      Rust sources (read only; skipped if deploy/ is used without them)
 #   3. every PromQL expression in the dashboard parses (promtool check rules)
@@ -134,42 +135,46 @@ def flag_value(argv, flag):
     return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
 
 
-# --- prometheus.yml: the two metric endpoints of `convene up` ----------------
+# --- prometheus.yml: one job per convene service -------------------------------
 prom = (docs.get(DEPLOY / "prometheus.yml") or [{}])[0]
 jobs = {j.get("job_name"): j for j in prom.get("scrape_configs") or []}
-EXPECTED_JOBS = {"convene": "/metrics", "convene-media": "/metrics/media"}
-for job, path in EXPECTED_JOBS.items():
+# Each service's /metrics on its own loopback port (compose.yaml).
+SERVICE_PORTS = {"control": 8081, "signaling": 8082, "sfu": 8083}
+for job, port in SERVICE_PORTS.items():
     j = jobs.get(job)
     if j is None:
         err("deploy/prometheus.yml", f"no scrape job '{job}'")
         continue
-    if j.get("metrics_path", "/metrics") != path:
-        err("deploy/prometheus.yml", f"job '{job}' should scrape {path}")
+    if j.get("metrics_path", "/metrics") != "/metrics":
+        err("deploy/prometheus.yml", f"job '{job}' should scrape /metrics")
     targets = [t for sc in j.get("static_configs") or [] for t in sc.get("targets") or []]
-    if targets != ["127.0.0.1:8080"]:
-        err("deploy/prometheus.yml", f"job '{job}' should target 127.0.0.1:8080, targets {targets}")
-for stale in ("control", "signaling", "sfu"):
+    if targets != [f"127.0.0.1:{port}"]:
+        err("deploy/prometheus.yml", f"job '{job}' should target 127.0.0.1:{port}, targets {targets}")
+for stale in ("convene", "convene-media"):
     if stale in jobs:
-        err("deploy/prometheus.yml", f"job '{stale}': there is no separate {stale} process")
+        err("deploy/prometheus.yml", f"job '{stale}': the services are scraped one by one now")
 
 pods_cfg = (docs.get(DEPLOY / "prometheus-k8s-pods.yml") or [{}])[0]
 pod_jobs = {j.get("job_name"): j for j in pods_cfg.get("scrape_configs") or []}
-if set(pod_jobs) != set(EXPECTED_JOBS):
-    err("deploy/prometheus-k8s-pods.yml", f"jobs should be {sorted(EXPECTED_JOBS)}, are {sorted(pod_jobs)}")
+if set(pod_jobs) != set(SERVICE_PORTS):
+    err("deploy/prometheus-k8s-pods.yml", f"jobs should be {sorted(SERVICE_PORTS)}, are {sorted(pod_jobs)}")
+for name, j in pod_jobs.items():
+    keeps = [r for r in j.get("relabel_configs") or []
+             if r.get("action") == "keep"
+             and r.get("source_labels") == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]]
+    if not keeps or keeps[0].get("regex") != name:
+        err("deploy/prometheus-k8s-pods.yml", f"job '{name}' should keep only pods labelled "
+                                              f"app.kubernetes.io/name={name}")
 
 # --- compose.yaml -------------------------------------------------------------
 compose_path = DEPLOY / "compose.yaml"
 compose = (docs.get(compose_path) or [{}])[0]
 services = compose.get("services") or {}
-for name in ("convene", "postgres", "redis", "coturn", "prometheus", "grafana"):
+for name in ("control", "signaling", "sfu", "gateway", "postgres", "redis", "coturn", "prometheus", "grafana"):
     if name not in services:
         err(compose_path, f"service '{name}' missing")
-for name in ("control", "signaling", "sfu"):
-    if name in services:
-        err(compose_path, f"service '{name}': convene runs as one process (`convene up`)")
-convene_svc = services.get("convene") or {}
-if ((convene_svc.get("deploy") or {}).get("replicas") or 1) != 1:
-    err(compose_path, "convene must run exactly one replica (no multi-node mode yet)")
+if "convene" in services:
+    err(compose_path, "service 'convene': the services run as separate processes (control, signaling, sfu)")
 
 
 def healthcheck_text(svc):
@@ -179,9 +184,18 @@ def healthcheck_text(svc):
     return " ".join(test) if isinstance(test, list) else str(test)
 
 
+def env_of(svc):
+    env = (services.get(svc) or {}).get("environment") or {}
+    if not isinstance(env, dict):
+        err(compose_path, f"service '{svc}' environment should be a mapping")
+        return {}
+    return env
+
+
 # Health checks the stack and the docs promise, and what each must probe.
 for svc, needle in (
-    ("convene", "http://127.0.0.1:8080/healthz"),
+    *((s, f"http://127.0.0.1:{p}/healthz") for s, p in SERVICE_PORTS.items()),
+    ("gateway", "http://127.0.0.1:8080/healthz"),
     ("postgres", "pg_isready"),
     ("redis", "ping"),
     ("prometheus", "127.0.0.1:9090/-/ready"),
@@ -206,43 +220,76 @@ for name, svc in services.items():
             if dep not in services:
                 err(compose_path, f"'{name}' depends on unknown service '{dep}'")
 
-# convene and coturn need the host stack for UDP/ICE; prometheus to scrape
-# 127.0.0.1:8080; grafana to reach prometheus on the host's loopback.
-for svc in ("convene", "coturn", "prometheus", "grafana"):
+# The SFU and coturn need the host stack for UDP/ICE; everything else that
+# talks to them or to each other on 127.0.0.1 does too.
+for svc in ("control", "signaling", "sfu", "gateway", "coturn", "prometheus", "grafana"):
     if (services.get(svc) or {}).get("network_mode") != "host":
         err(compose_path, f"service '{svc}' must use network_mode: host")
 for name, svc in services.items():
     if svc.get("network_mode") == "host" and svc.get("ports"):
         err(compose_path, f"service '{name}' is on the host network; its 'ports' would be ignored")
 
-cmd = [str(a) for a in convene_svc.get("command") or []]
-if cmd[:1] != ["up"]:
-    err(compose_path, f"convene should run 'convene up', command is {cmd}")
-for flag, want in (("--http-addr", "0.0.0.0:8080"), ("--udp-port", "7882"),
-                   ("--sfu-public-ip", "${CONVENE_PUBLIC_IP:-127.0.0.1}")):
-    if flag_value(cmd, flag) != want:
-        err(compose_path, f"convene should pass {flag} {want}, command is {cmd}")
-check_command(f"{compose_path} service convene", cmd)
+commands = {}
+for name in SERVICE_PORTS:
+    svc = services.get(name) or {}
+    if str(svc.get("image", "")) != "${CONVENE_IMAGE:-convene:dev}":
+        err(compose_path, f"service '{name}' should run image ${{CONVENE_IMAGE:-convene:dev}}")
+    cmd = [str(a) for a in svc.get("command") or []]
+    commands[name] = cmd
+    if cmd[:1] != [name]:
+        err(compose_path, f"service '{name}' should run 'convene {name}', command is {cmd}")
+    check_command(f"{compose_path} service {name}", cmd)
+    check_env_keys(f"{compose_path} service {name}", env_of(name))
+    addr_flag = "--sfu-http-addr" if name == "sfu" else "--http-addr"
+    if flag_value(cmd, addr_flag) != f"127.0.0.1:{SERVICE_PORTS[name]}":
+        err(compose_path, f"'{name}' should pass {addr_flag} 127.0.0.1:{SERVICE_PORTS[name]} "
+                          f"(prometheus.yml scrapes it there), command is {cmd}")
+for flag, want in (("--udp-port", "7882"), ("--sfu-public-ip", "${CONVENE_PUBLIC_IP:-127.0.0.1}")):
+    if flag_value(commands["sfu"], flag) != want:
+        err(compose_path, f"sfu should pass {flag} {want}, command is {commands['sfu']}")
+for flag, want in (("--control-url", f"http://127.0.0.1:{SERVICE_PORTS['control']}"),
+                   ("--sfu-url", f"http://127.0.0.1:{SERVICE_PORTS['sfu']}")):
+    if flag_value(commands["signaling"], flag) != want:
+        err(compose_path, f"signaling should pass {flag} {want}, command is {commands['signaling']}")
 
-env = convene_svc.get("environment") or {}
-if not isinstance(env, dict):
-    err(compose_path, "service 'convene' environment should be a mapping")
-    env = {}
+env = env_of("control")
 for key in ("DATABASE_URL", "REDIS_URL", "CONVENE_JWT_SECRET", "CONVENE_INTERNAL_SECRET",
             "CONVENE_PUBLIC_URL", "CONVENE_TURN_SECRET", "CONVENE_TURN_URLS", "CONVENE_STUN_URLS"):
     if key not in env:
-        err(compose_path, f"service 'convene' lacks environment {key}")
-check_env_keys(f"{compose_path} service convene", env)
+        err(compose_path, f"service 'control' lacks environment {key}")
+sig_env, sfu_env = env_of("signaling"), env_of("sfu")
+for key in ("REDIS_URL", "CONVENE_INTERNAL_SECRET", "CONVENE_SFU_HTTP_SECRET"):
+    if key not in sig_env:
+        err(compose_path, f"service 'signaling' lacks environment {key}")
+# Shared secrets and the event bus must be the same on both ends.
+for key, other, other_env in (("CONVENE_INTERNAL_SECRET", "control", env),
+                              ("REDIS_URL", "control", env),
+                              ("CONVENE_SFU_HTTP_SECRET", "sfu", sfu_env)):
+    if key in sig_env and sig_env.get(key) != other_env.get(key):
+        err(compose_path, f"signaling's {key} differs from {other}'s")
 
-# On the host network convene reaches postgres/redis through the ports they
-# publish on the host's loopback; the URLs and the published ports must agree.
+# On the host network the services reach postgres/redis through the ports
+# they publish on the host's loopback; the URLs and the ports must agree.
 for svc, key, scheme, port in (("postgres", "DATABASE_URL", "postgres", 5432), ("redis", "REDIS_URL", "redis", 6379)):
     published = [str(x) for x in (services.get(svc) or {}).get("ports") or []]
     if f"127.0.0.1:{port}:{port}" not in published:
         err(compose_path, f"'{svc}' should publish 127.0.0.1:{port}:{port} (loopback only), publishes {published}")
     url = str(env.get(key, ""))
     if not re.match(rf"{scheme}://([^@/]*@)?127\.0\.0\.1:{port}(/|$)", url):
-        err(compose_path, f"convene's {key} should point at 127.0.0.1:{port}, is {url}")
+        err(compose_path, f"control's {key} should point at 127.0.0.1:{port}, is {url}")
+
+# The gateway gives browsers one origin: WebSocket and web client from
+# signaling, the REST API from control.
+caddyfile = DEPLOY / "Caddyfile"
+caddy = caddyfile.read_text() if caddyfile.exists() else ""
+if not caddy:
+    err(caddyfile, "missing")
+for path, svc in (("/v1/ws", "signaling"), ("/v1/*", "control")):
+    m = re.search(rf"handle\s+{re.escape(path)}\s*\{{\s*reverse_proxy\s+127\.0\.0\.1:(\d+)", caddy)
+    if not m or int(m.group(1)) != SERVICE_PORTS[svc]:
+        err(caddyfile, f"{path} should be proxied to {svc} (127.0.0.1:{SERVICE_PORTS[svc]})")
+if not re.search(r"^:8080\s*\{", caddy, re.M):
+    err(caddyfile, "the gateway should listen on :8080")
 
 # Prometheus listens on loopback; the Grafana datasource must use that address.
 prom_cmd = [str(a) for a in (services.get("prometheus") or {}).get("command") or []]
@@ -267,6 +314,7 @@ for svc, target, src in (
     ("coturn", "/etc/coturn/turnserver.conf", "./coturn.conf"),
     ("prometheus", "/etc/prometheus/prometheus.yml", "./prometheus.yml"),
     ("grafana", "/etc/grafana/provisioning", "./grafana/provisioning"),
+    ("gateway", "/etc/caddy/Caddyfile", "./Caddyfile"),
 ):
     if mounts.get((svc, target)) != src:
         err(compose_path, f"service '{svc}' should mount {src} at {target}")
@@ -361,40 +409,55 @@ for kind, objs in (("ConfigMap", configmaps), ("Secret", secrets)):
     for n, d in objs.items():
         check_env_keys(f"{k8s} {kind}/{n}", list((d.get("data") or {}).keys()) + list((d.get("stringData") or {}).keys()))
 
-# Exactly one workload: `convene up` keeps rooms in memory, so a second pod
-# (more replicas, a DaemonSet on several nodes, old split workloads) would be
-# a second, independent conference system.
+# One workload per service: the control plane and signaling as Deployments,
+# the SFU as a DaemonSet on the media nodes (hostNetwork for UDP and ICE).
+WORKLOADS = {"control": "Deployment", "signaling": "Deployment", "sfu": "DaemonSet"}
+# The HTTP port each serves /healthz and /metrics on, and its readiness path.
+K8S_PORTS = {"control": 8080, "signaling": 8080, "sfu": 7883}
+READY_PATHS = {"control": "/readyz", "signaling": "/readyz", "sfu": "/healthz"}
 workloads = {(k, n): v for (k, n), v in objects.items()
              if k in ("Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Pod")}
-if list(workloads) != [("Deployment", "convene")]:
-    err(k8s, f"need exactly one workload, Deployment/convene; have {sorted(f'{k}/{n}' for k, n in workloads)}")
+want_workloads = sorted(f"{k}/{n}" for n, k in WORKLOADS.items())
+if sorted(f"{k}/{n}" for k, n in workloads) != want_workloads:
+    err(k8s, f"workloads should be {want_workloads}; have {sorted(f'{k}/{n}' for k, n in workloads)}")
 
-pod_labels = []
+pod_labels = {}
 container_ports = {}
-if ("Deployment", "convene") in objects:
-    p, d = objects[("Deployment", "convene")]
-    where = f"{p} Deployment/convene"
+for name, kind in WORKLOADS.items():
+    if (kind, name) not in objects:
+        continue
+    p, d = objects[(kind, name)]
+    where = f"{p} {kind}/{name}"
     spec = d.get("spec") or {}
-    if spec.get("replicas") != 1:
-        err(where, "replicas must be 1 (several replicas need the planned multi-node mode)")
-    if (spec.get("strategy") or {}).get("type") != "Recreate":
-        err(where, "strategy must be Recreate (a surge pod would split rooms and fight for host ports)")
     tmpl = spec.get("template") or {}
     labels = (tmpl.get("metadata") or {}).get("labels") or {}
-    pod_labels.append(labels)
+    pod_labels[name] = labels
+    if labels.get("app.kubernetes.io/name") != name:
+        err(where, f"pod label app.kubernetes.io/name should be {name} (the pod scrape jobs select on it)")
     sel = (spec.get("selector") or {}).get("matchLabels") or {}
     if not sel or any(labels.get(k) != v for k, v in sel.items()):
         err(where, f"selector {sel} does not match the pod template labels {labels}")
+    port = K8S_PORTS[name]
     ann = (tmpl.get("metadata") or {}).get("annotations") or {}
-    for key, want in (("prometheus.io/scrape", "true"), ("prometheus.io/port", "8080"),
-                      ("prometheus.io/path", "/metrics"), ("convene.io/media-metrics-path", "/metrics/media")):
+    for key, want in (("prometheus.io/scrape", "true"), ("prometheus.io/port", str(port)),
+                      ("prometheus.io/path", "/metrics")):
         if ann.get(key) != want:
             err(where, f"pod annotation {key} should be {want!r}, is {ann.get(key)!r}")
     pod = tmpl.get("spec") or {}
-    if pod.get("hostNetwork") is not True:
-        err(where, "needs hostNetwork: true (UDP media and ICE on the node's address)")
-    if pod.get("dnsPolicy") != "ClusterFirstWithHostNet":
-        err(where, "needs dnsPolicy: ClusterFirstWithHostNet (cluster DNS with hostNetwork)")
+    if name == "sfu":
+        if pod.get("hostNetwork") is not True:
+            err(where, "needs hostNetwork: true (UDP media and ICE on the node's address)")
+        if pod.get("dnsPolicy") != "ClusterFirstWithHostNet":
+            err(where, "needs dnsPolicy: ClusterFirstWithHostNet (cluster DNS with hostNetwork)")
+        if not pod.get("nodeSelector"):
+            err(where, "needs a nodeSelector: signaling talks to one SFU, on the labelled media node")
+    elif pod.get("hostNetwork"):
+        err(where, "needs no hostNetwork (only the SFU does)")
+    if name == "signaling":
+        if spec.get("replicas") != 1:
+            err(where, "replicas must be 1 (a conference's room lives in one signaling process)")
+        if (spec.get("strategy") or {}).get("type") != "Recreate":
+            err(where, "strategy must be Recreate (a surge pod would split rooms)")
     sc = pod.get("securityContext") or {}
     if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") != 10001:
         err(where, "should run as non-root UID 10001 (the image's user)")
@@ -404,97 +467,130 @@ if ("Deployment", "convene") in objects:
     for c in containers:
         cw = f"{where} container {c.get('name')}"
         ports = c.get("ports") or []
-        container_ports = {pt.get("name"): pt for pt in ports}
-        if not any(pt.get("containerPort") == 8080 and pt.get("protocol", "TCP") == "TCP" and pt.get("name") == "http"
+        cports = {pt.get("name"): pt for pt in ports}
+        container_ports[name] = cports
+        if not any(pt.get("containerPort") == port and pt.get("protocol", "TCP") == "TCP" and pt.get("name") == "http"
                    for pt in ports):
-            err(cw, "needs containerPort 8080/TCP named http")
-        if not any(pt.get("containerPort") == 7882 and pt.get("protocol") == "UDP" for pt in ports):
-            err(cw, "needs containerPort 7882/UDP")
-        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            err(cw, f"needs containerPort {port}/TCP named http")
+        for probe, path in (("readinessProbe", READY_PATHS[name]), ("livenessProbe", "/healthz")):
             get = (c.get(probe) or {}).get("httpGet") or {}
-            port = get.get("port")
+            pport = get.get("port")
             if get.get("path") != path:
                 err(cw, f"{probe} should be an httpGet on {path}")
-            elif not (port == 8080 or (port in container_ports and container_ports[port].get("containerPort") == 8080)):
-                err(cw, f"{probe} should use port 8080 (or its name 'http'), uses {port!r}")
+            elif not (pport == port or (pport in cports and cports[pport].get("containerPort") == port)):
+                err(cw, f"{probe} should use port {port} (or its name 'http'), uses {pport!r}")
         res = c.get("resources") or {}
         if not res.get("requests") or not res.get("limits"):
             err(cw, "needs resources.requests and resources.limits")
         args = [str(a) for a in c.get("args") or []]
-        if args[:1] != ["up"]:
-            err(cw, f"should run 'convene up', args are {args}")
+        if args[:1] != [name]:
+            err(cw, f"should run 'convene {name}', args are {args}")
         check_command(cw, args)
-        for flag, want in (("--http-addr", "0.0.0.0:8080"), ("--udp-port", "7882")):
-            if flag_value(args, flag) != want:
-                err(cw, f"should pass {flag} {want}, args are {args}")
-        host_ip_env = [e.get("name") for e in c.get("env") or []
-                       if ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") == "status.hostIP"]
-        if "NODE_IP" not in host_ip_env:
-            err(cw, "needs env NODE_IP from the downward API status.hostIP")
-        elif flag_value(args, "--sfu-public-ip") != "$(NODE_IP)":
-            err(cw, f"--sfu-public-ip should be passed $(NODE_IP), args are {args}")
+        addr_flag = "--sfu-http-addr" if name == "sfu" else "--http-addr"
+        if flag_value(args, addr_flag) != f"0.0.0.0:{port}":
+            err(cw, f"should pass {addr_flag} 0.0.0.0:{port}, args are {args}")
+        if name == "sfu":
+            if flag_value(args, "--udp-port") != "7882":
+                err(cw, f"should pass --udp-port 7882, args are {args}")
+            if not any(pt.get("containerPort") == 7882 and pt.get("protocol") == "UDP" for pt in ports):
+                err(cw, "needs containerPort 7882/UDP")
+            host_ip_env = [e.get("name") for e in c.get("env") or []
+                           if ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") == "status.hostIP"]
+            if "NODE_IP" not in host_ip_env:
+                err(cw, "needs env NODE_IP from the downward API status.hostIP")
+            elif flag_value(args, "--sfu-public-ip") != "$(NODE_IP)":
+                err(cw, f"--sfu-public-ip should be passed $(NODE_IP), args are {args}")
         check_env_keys(cw, [e.get("name") for e in c.get("env") or []])
+        provided = set()
         for ref in c.get("envFrom") or []:
             if "configMapRef" in ref and ref["configMapRef"].get("name") not in configmaps:
                 err(cw, f"envFrom ConfigMap {ref['configMapRef'].get('name')} does not exist")
             if "secretRef" in ref and ref["secretRef"].get("name") not in secrets:
                 err(cw, f"envFrom Secret {ref['secretRef'].get('name')} does not exist")
-        # The root filesystem is read-only, so the embedded SQLite fallback
-        # cannot work: DATABASE_URL must come from the Secret or ConfigMap.
-        if (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
-            provided = set()
-            for ref in c.get("envFrom") or []:
-                src = configmaps.get((ref.get("configMapRef") or {}).get("name")) \
-                    or secrets.get((ref.get("secretRef") or {}).get("name")) or {}
-                provided |= set((src.get("data") or {})) | set((src.get("stringData") or {}))
-            if "DATABASE_URL" not in provided:
-                err(cw, "readOnlyRootFilesystem without DATABASE_URL: SQLite fallback cannot write")
+            src = configmaps.get((ref.get("configMapRef") or {}).get("name")) \
+                or secrets.get((ref.get("secretRef") or {}).get("name")) or {}
+            provided |= set((src.get("data") or {})) | set((src.get("stringData") or {}))
+        needs = {
+            "control": ["DATABASE_URL", "CONVENE_INTERNAL_SECRET"],
+            "signaling": ["CONVENE_CONTROL_URL", "CONVENE_INTERNAL_SECRET", "CONVENE_SFU_URL",
+                          "CONVENE_SFU_HTTP_SECRET", "REDIS_URL"],
+            "sfu": ["CONVENE_SFU_HTTP_SECRET"],
+        }[name]
+        for key in needs:
+            if key not in provided:
+                err(cw, f"gets no {key} from its envFrom ConfigMap/Secret")
 
-# Every Service must select the workload's pods (a typo leaves it empty) and
-# target a port the container declares.
+# Every Service must select exactly one workload's pods (a typo leaves it
+# empty) and target a port its container declares.
 services_k8s = {n: d for (k, n), (_, d) in objects.items() if k == "Service"}
-if "convene" not in services_k8s:
-    err(k8s, "no Service 'convene'")
+for name in WORKLOADS:
+    if name not in services_k8s:
+        err(k8s, f"no Service '{name}'")
 for name, d in services_k8s.items():
     spec = d.get("spec") or {}
     sel = spec.get("selector") or {}
-    if not sel or not any(all(labels.get(k) == v for k, v in sel.items()) for labels in pod_labels):
-        err(f"{k8s} Service/{name}", f"selector {sel} matches no workload")
+    matched = [w for w, labels in pod_labels.items() if sel and all(labels.get(k) == v for k, v in sel.items())]
+    if len(matched) != 1:
+        err(f"{k8s} Service/{name}", f"selector {sel} should match one workload, matches {matched}")
+        continue
+    cports = container_ports.get(matched[0]) or {}
     for pt in spec.get("ports") or []:
         tp = pt.get("targetPort", pt.get("port"))
-        if isinstance(tp, str) and tp not in container_ports:
-            err(f"{k8s} Service/{name}", f"targetPort '{tp}' is not a container port name")
-svc_http = next((pt for pt in ((services_k8s.get("convene") or {}).get("spec") or {}).get("ports") or []
-                 if pt.get("name") == "http"), None)
-if not svc_http or svc_http.get("port") != 8080:
-    err(f"{k8s} Service/convene", "needs a port named http on 8080")
+        if isinstance(tp, str) and tp not in cports:
+            err(f"{k8s} Service/{name}", f"targetPort '{tp}' is not a container port name of {matched[0]}")
+    if name in K8S_PORTS:
+        http = next((pt for pt in spec.get("ports") or [] if pt.get("name") == "http"), None)
+        if not http or http.get("port") != K8S_PORTS[name]:
+            err(f"{k8s} Service/{name}", f"needs a port named http on {K8S_PORTS[name]}")
 
-# ServiceMonitor: both metric paths, on a port the Service has, and the media
-# endpoint relabelled to the job name prometheus.yml and the dashboard use.
+# Signaling finds the control plane and the SFU through their Services.
+cfg = {}
+for d in configmaps.values():
+    cfg.update(d.get("data") or {})
+for key, svc in (("CONVENE_CONTROL_URL", "control"), ("CONVENE_SFU_URL", "sfu")):
+    want = f"http://{svc}:{K8S_PORTS[svc]}"
+    if cfg.get(key) != want:
+        err(f"{k8s} ConfigMap", f"{key} should be {want} (Service {svc}), is {cfg.get(key)!r}")
+
+# The Ingress gives browsers one origin: /v1/ws and the web client from
+# signaling, the REST API from the control plane.
+ingresses = [d for (k, _), (_, d) in objects.items() if k == "Ingress"]
+routes = {}
+for d in ingresses:
+    for rule in (d.get("spec") or {}).get("rules") or []:
+        for path in ((rule.get("http") or {}).get("paths") or []):
+            svc = ((path.get("backend") or {}).get("service") or {}).get("name")
+            routes[path.get("path")] = svc
+            if svc not in services_k8s:
+                err(f"{k8s} Ingress", f"path {path.get('path')} goes to unknown Service {svc}")
+for path, svc in (("/v1/ws", "signaling"), ("/v1", "control"), ("/", "signaling")):
+    if routes.get(path) != svc:
+        err(f"{k8s} Ingress", f"path {path} should go to Service {svc}, goes to {routes.get(path)!r}")
+
+# ServiceMonitor: /metrics of every service on its http port; the job label
+# is the Service name, as the job names in prometheus.yml.
 sms = [(n, d) for (k, n), (_, d) in objects.items() if k == "ServiceMonitor"]
 if len(sms) != 1 or sms[0][1].get("apiVersion") != "monitoring.coreos.com/v1":
     err(k8s, "need one ServiceMonitor (monitoring.coreos.com/v1)")
 for name, d in sms:
     where = f"{k8s} ServiceMonitor/{name}"
     spec = d.get("spec") or {}
-    sel = (spec.get("selector") or {}).get("matchLabels") or {}
-    matched = [n for n, s in services_k8s.items()
-               if sel and all(((s.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in sel.items())]
-    if matched != ["convene"]:
-        err(where, f"selector {sel} should match Service convene only, matches {matched}")
-    svc_port_names = {pt.get("name") for pt in ((services_k8s.get("convene") or {}).get("spec") or {}).get("ports") or []}
+    selector = spec.get("selector") or {}
+
+    def selects(labels):
+        if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+            return False
+        for e in selector.get("matchExpressions") or []:
+            if e.get("operator") == "In" and labels.get(e.get("key")) not in (e.get("values") or []):
+                return False
+        return bool(selector)
+
+    matched = sorted(n for n, s in services_k8s.items() if selects((s.get("metadata") or {}).get("labels") or {}))
+    if matched != sorted(WORKLOADS):
+        err(where, f"should select Services {sorted(WORKLOADS)}, selects {matched}")
     eps = spec.get("endpoints") or []
-    paths = sorted(e.get("path", "/metrics") for e in eps)
-    if paths != ["/metrics", "/metrics/media"]:
-        err(where, f"endpoints should scrape /metrics and /metrics/media, scrape {paths}")
-    for e in eps:
-        if e.get("port") not in svc_port_names:
-            err(where, f"endpoint port {e.get('port')!r} is not a port name of Service convene")
-        job = next((r.get("replacement") for r in e.get("relabelings") or []
-                    if r.get("targetLabel") == "job"), None)
-        want = None if e.get("path", "/metrics") == "/metrics" else "convene-media"
-        if job != want:
-            err(where, f"endpoint {e.get('path')} should {'set job to ' + want if want else 'keep the job label (convene)'}")
+    if [(e.get("port"), e.get("path", "/metrics")) for e in eps] != [("http", "/metrics")]:
+        err(where, "needs one endpoint: port http, path /metrics")
 
 # --- dashboard ----------------------------------------------------------------
 dash_path = DEPLOY / "grafana" / "convene.json"

@@ -3,6 +3,7 @@
 
 mod cli;
 mod shutdown;
+mod split;
 mod up;
 
 use clap::Parser;
@@ -19,5 +20,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Up(args) => up::run_all(*args).await,
         cli::Command::Control(args) => up::run_control(*args).await,
+        cli::Command::LoadTest(args) => convene_benches::run_cli(*args).await.map(|_| ()),
+        cli::Command::Sfu(args) => split::run_sfu(*args).await,
+        cli::Command::Signaling(args) => split::run_signaling(*args).await,
     }
 }

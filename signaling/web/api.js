@@ -32,7 +32,8 @@ async function raw(method, path, body, token) {
   return data;
 }
 
-async function refresh() {
+// Exported for the chat channel, whose `hello` needs a live access token.
+export async function refresh() {
   const s = session();
   if (!s) return false;
   try {

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Identical loads against convene and Janus Gateway's VideoRoom, alternately,
+# on loopback; prints convene/Janus ratios of CPU per forwarded stream,
+# p99 latency and loss. See benches/README.md.
+#
+#   bash benches/compare.sh                     # defaults below
+#   ROOMS=2 PUBLISHERS=2 SUBSCRIBERS=10 DURATION=20s ROUNDS=2 bash benches/compare.sh
+#
+# Needs Janus (`apt-get install -y janus`; the script installs it when apt-get
+# is there and it is missing). Everything binds to 127.0.0.1 only; both
+# servers run on temporary directories and ports and are stopped at the end.
+set -euo pipefail
+
+ROOMS=${ROOMS:-1}
+PUBLISHERS=${PUBLISHERS:-2}
+SUBSCRIBERS=${SUBSCRIBERS:-10}
+DURATION=${DURATION:-20s}
+VIDEO_KBPS=${VIDEO_KBPS:-1500}
+ROUNDS=${ROUNDS:-1}
+# direct: both SFUs see the same topology (subscribers only receive,
+# publishers only send). signaling: convene through its real join path,
+# where publishers are also auto-subscribed to each other.
+MODE=${MODE:-direct}
+# Pin the servers and the load generator to separate CPUs when there are
+# at least two, so neither steals the other's core. SERVER_CPUS=all: no pinning.
+SERVER_CPUS=${SERVER_CPUS:-1}
+LOAD_CPUS=${LOAD_CPUS:-0}
+
+HTTP_PORT=${HTTP_PORT:-18080}
+UDP_PORT=${UDP_PORT:-17882}
+SFU_HTTP_PORT=${SFU_HTTP_PORT:-17890}
+JANUS_PORT=${JANUS_PORT:-18088}
+SECRET="compare-$RANDOM$RANDOM"
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+
+if ! command -v janus >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        echo "installing janus (apt-get)" >&2
+        apt-get install -y janus >/dev/null
+    else
+        echo "janus is not installed (Debian: apt-get install -y janus)" >&2
+        exit 1
+    fi
+fi
+
+echo "building convene and convene-load (release)" >&2
+cargo build --release -q -p convene -p convene-benches --bin convene --bin convene-load
+convene="$target_dir/release/convene"
+load="$target_dir/release/convene-load"
+
+pin() { # pin CPUS CMD...: run CMD on CPUS when taskset exists and CPUS != all
+    local cpus=$1; shift
+    if [ "$cpus" != all ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+        taskset -c "$cpus" "$@"
+    else
+        "$@"
+    fi
+}
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+wait_http() { # wait_http URL NAME
+    for _ in $(seq 1 100); do
+        if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+        sleep 0.2
+    done
+    echo "$2 did not come up ($1)" >&2
+    exit 1
+}
+
+# ---- convene
+mkdir -p "$tmp/convene"
+pin "$SERVER_CPUS" "$convene" up \
+    --http-addr "127.0.0.1:$HTTP_PORT" --data-dir "$tmp/convene" \
+    --udp-port "$UDP_PORT" --sfu-bind-ip 127.0.0.1 --sfu-public-ip 127.0.0.1 \
+    --sfu-http-addr "127.0.0.1:$SFU_HTTP_PORT" --sfu-http-secret "$SECRET" \
+    >"$tmp/convene.log" 2>&1 &
+convene_pid=$!
+pids+=("$convene_pid")
+wait_http "http://127.0.0.1:$HTTP_PORT/healthz" convene
+
+# ---- Janus: a minimal loopback-only configuration
+jcfg="$tmp/janus"
+mkdir -p "$jcfg"
+libdir=$(dirname "$(dpkg -L janus 2>/dev/null | grep -m1 '/janus/plugins/libjanus_videoroom.so$' || echo /usr/lib/x86_64-linux-gnu/janus/plugins/x)")
+libdir=$(dirname "$libdir")
+cat >"$jcfg/janus.jcfg" <<EOF
+general: {
+    configs_folder = "$jcfg"
+    plugins_folder = "$libdir/plugins"
+    transports_folder = "$libdir/transports"
+    events_folder = "$libdir/events"
+    loggers_folder = "$libdir/loggers"
+    debug_level = 3
+    session_timeout = 120
+}
+media: {
+    rtp_port_range = "40000-49999"
+}
+nat: {
+    ice_enforce_list = "cvl0"
+    ignore_mdns = true
+    full_trickle = false
+}
+plugins: {
+    disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_echotest.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_voicemail.so"
+}
+transports: {
+    disable = "libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so,libjanus_websockets.so"
+}
+events: {
+    broadcast = false
+}
+loggers: {
+    disable = "libjanus_jsonlog.so"
+}
+EOF
+cat >"$jcfg/janus.plugin.videoroom.jcfg" <<EOF
+general: {
+}
+EOF
+cat >"$jcfg/janus.transport.http.jcfg" <<EOF
+general: {
+    json = "compact"
+    base_path = "/janus"
+    http = true
+    port = $JANUS_PORT
+    ip = "127.0.0.1"
+    https = false
+}
+admin: {
+    admin_http = false
+}
+cors: {
+}
+EOF
+common=(--rooms "$ROOMS" --publishers "$PUBLISHERS" --subscribers "$SUBSCRIBERS"
+        --duration "$DURATION" --video-kbps "$VIDEO_KBPS" --json)
+if [ "$MODE" = direct ]; then
+    convene_args=(--direct --sfu-url "http://127.0.0.1:$SFU_HTTP_PORT" --sfu-secret "$SECRET")
+else
+    convene_args=(--url "http://127.0.0.1:$HTTP_PORT")
+fi
+
+# Janus never gathers candidates on loopback interfaces, so each Janus round
+# runs in a private network namespace (made here, gone when the round ends)
+# where a veth interface carries 127.0.0.2/32: Janus announces 127.0.0.2,
+# traffic stays in the loopback range, and the generator runs there too.
+janus_round() { # inside `unshare -n`
+    ip link set lo up
+    ip link add cvl0 type veth peer name cvl1
+    ip addr add 127.0.0.2/32 dev cvl0
+    ip link set cvl0 up
+    ip link set cvl1 up
+    pin "$SERVER_CPUS" janus -C "$jcfg/janus.jcfg" -F "$jcfg" >"$tmp/janus-$1.log" 2>&1 &
+    local jpid=$!
+    wait_http "http://127.0.0.1:$JANUS_PORT/janus/info" janus
+    pin "$LOAD_CPUS" "$load" "${common[@]}" --target janus \
+        --url "http://127.0.0.1:$JANUS_PORT/janus" --sfu-pid "$jpid" \
+        | tail -n 1 >"$tmp/janus-$1.json" || true
+    kill "$jpid" 2>/dev/null || true
+    wait "$jpid" 2>/dev/null || true
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+    echo "round $round/$ROUNDS: convene ($MODE)" >&2
+    pin "$LOAD_CPUS" "$load" "${common[@]}" "${convene_args[@]}" --sfu-pid "$convene_pid" \
+        | tail -n 1 >"$tmp/convene-$round.json"
+    echo "round $round/$ROUNDS: janus (private network namespace)" >&2
+    export -f janus_round pin wait_http
+    export SERVER_CPUS LOAD_CPUS JANUS_PORT jcfg tmp load
+    COMMON="${common[*]}" unshare -n bash -c 'common=($COMMON); janus_round "$0"' "$round"
+done
+
+python3 - "$tmp" "$ROUNDS" <<'EOF'
+import json, sys
+tmp, rounds = sys.argv[1], int(sys.argv[2])
+def load(name):
+    out = []
+    for r in range(1, rounds + 1):
+        try:
+            out.append(json.load(open(f"{tmp}/{name}-{r}.json")))
+        except (OSError, ValueError):
+            print(f"{name} round {r}: no report (see its log)", file=sys.stderr)
+            out.append({})
+    return out
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+runs = {"convene": load("convene"), "janus": load("janus")}
+rows = [
+    ("forwarded packets/s", "forwarded_pps", "{:.0f}"),
+    ("subscriber streams", "subscriber_streams", "{:.0f}"),
+    ("SFU CPU, cores", "sfu_cpu_cores", "{:.3f}"),
+    ("CPU per stream, millicores", "cpu_millicores_per_stream", "{:.2f}"),
+    ("streams per core", "subscriber_streams_per_core", "{:.0f}"),
+    ("RSS, MiB", "rss_mb", "{:.1f}"),
+    ("loss, %", "loss_pct", "{:.3f}"),
+    ("latency p50, ms", ("latency_ms", "p50"), "{:.2f}"),
+    ("latency p99, ms", ("latency_ms", "p99"), "{:.2f}"),
+    ("join p50, ms", ("join_ms", "p50"), "{:.0f}"),
+]
+def get(run, key):
+    if isinstance(key, tuple):
+        return run.get(key[0], {}).get(key[1])
+    return run.get(key)
+def fmt(f, v):
+    return "n/a" if v is None else f.format(v)
+print(f"{'':32} {'convene':>12} {'janus':>12} {'convene/janus':>14}")
+for label, key, f in rows:
+    c = mean([get(r, key) for r in runs["convene"]])
+    j = mean([get(r, key) for r in runs["janus"]])
+    ratio = "n/a" if c is None or not j else f"{c / j:.2f}"
+    print(f"{label:32} {fmt(f, c):>12} {fmt(f, j):>12} {ratio:>14}")
+print(json.dumps({"convene": runs["convene"], "janus": runs["janus"]}))
+EOF

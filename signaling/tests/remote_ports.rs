@@ -1,0 +1,324 @@
+//! Signaling as its own process would run it: on `RemoteControl` (the
+//! control plane's internal HTTP API, conference events through Redis) and
+//! `RemoteSfu` (the SFU's HTTP API and event stream), each service on its own
+//! loopback port. Needs Redis on 127.0.0.1:6379 (`CONVENE_TEST_REDIS_URL`);
+//! skipped without it unless `CI` is set.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use convene_control::{Control, ControlConfig};
+use convene_proto::sfu::SfuEvent;
+use convene_proto::signaling::{ClientMessage, ServerMessage};
+use convene_signaling::remote::{RemoteControl, RemoteSfu};
+use convene_signaling::{MediaPort, Signaling, SignalingConfig};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind};
+use str0m::Rtc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Upper bound for one step, so a broken build fails instead of hanging.
+const STEP: Duration = Duration::from_secs(20);
+const INTERNAL_SECRET: &str = "test-internal-secret";
+const SFU_SECRET: &str = "test-sfu-secret";
+
+fn redis_url() -> String {
+    std::env::var("CONVENE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `None` (skip) when Redis does not answer; a failure in CI.
+async fn redis_available() -> Option<String> {
+    let url = redis_url();
+    let ping = async {
+        let client = redis::Client::open(url.as_str()).ok()?;
+        let mut conn = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    }
+    .await;
+    if ping.is_some() {
+        return Some(url);
+    }
+    let reason = format!("Redis not reachable at {url} (set CONVENE_TEST_REDIS_URL)");
+    if std::env::var_os("CI").is_some() {
+        panic!("{reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    None
+}
+
+async fn serve(app: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = convene_control::serve(listener, app, std::future::pending()).await;
+    });
+    (addr, task)
+}
+
+struct Rest {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Rest {
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Registers and logs in; returns (access token, user id).
+    async fn user(&self, name: &str) -> (String, String) {
+        let (s, b) = self
+            .post(
+                "/v1/auth/register",
+                None,
+                json!({"username": name, "email": format!("{name}@example.org"), "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        let (s, b) = self
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"login": name, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        (
+            b["access_token"].as_str().unwrap().to_string(),
+            b["user"]["id"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    async fn send(&mut self, msg: &ClientMessage) {
+        let text = serde_json::to_string(msg).unwrap();
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// Waits for the first message matching `pick`, skipping others.
+    async fn expect<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+    ) -> T {
+        let found = async {
+            loop {
+                let frame = self.ws.next().await.expect("socket open").expect("frame");
+                match frame {
+                    Message::Text(t) => {
+                        let msg: ServerMessage =
+                            serde_json::from_str(t.as_str()).expect("valid server message");
+                        if let ServerMessage::Error { .. } = &msg {
+                            panic!("waiting for {what}, got {msg:?}");
+                        }
+                        if let Some(v) = pick(&msg) {
+                            return v;
+                        }
+                    }
+                    Message::Close(f) => panic!("closed while waiting for {what}: {f:?}"),
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(STEP, found)
+            .await
+            .unwrap_or_else(|_| panic!("no {what}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
+    let Some(redis) = redis_available().await else {
+        return;
+    };
+
+    // The control plane: SQLite in a temp dir, events on Redis.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("convene.db");
+    let mut cc = ControlConfig::for_tests(format!("sqlite://{}?mode=rwc", db.display()));
+    cc.redis_url = Some(redis.clone());
+    assert_eq!(cc.internal_secret.as_deref(), Some(INTERNAL_SECRET));
+    let control = Control::start(cc).await.expect("control plane starts");
+    let (control_addr, control_task) = serve(control.router()).await;
+
+    // The SFU with its HTTP API.
+    let sfu_config = convene_sfu::SfuConfig {
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        http_secret: Some(SFU_SECRET.to_string().into()),
+        // The test's peer never sends media; let the SFU drop it soon, so
+        // its event stream has something to carry.
+        ice_timeout_ms: 2_000,
+        ..convene_sfu::SfuConfig::for_tests()
+    };
+    let (sfu, _handle) = convene_sfu::start(sfu_config).await.expect("SFU starts");
+    let sfu_addr = sfu.http_addr().expect("SFU HTTP API bound");
+
+    // Signaling on the remote ports only.
+    let remote_control =
+        RemoteControl::connect(&format!("http://{control_addr}"), INTERNAL_SECRET, &redis)
+            .await
+            .expect("remote control");
+    let remote_sfu = RemoteSfu::new(&format!("http://{sfu_addr}"), SFU_SECRET).expect("remote SFU");
+    tokio::time::timeout(STEP, remote_sfu.wait_connected())
+        .await
+        .expect("SFU event stream connects");
+    let mut sfu_events = remote_sfu.events();
+    let signaling = Signaling::new(
+        SignalingConfig::default(),
+        Arc::new(remote_control),
+        Arc::new(remote_sfu.clone()),
+        Default::default(),
+    )
+    .expect("signaling starts");
+    let (sig_addr, sig_task) = serve(signaling.router()).await;
+
+    // alice (moderator) and bob (member); a conference with a waiting hall.
+    let rest = Rest {
+        base: format!("http://{control_addr}"),
+        http: reqwest::Client::new(),
+    };
+    let (alice, _) = rest.user("alice").await;
+    let (bob, bob_id) = rest.user("bob").await;
+    let (s, team) = rest
+        .post(
+            "/v1/teams",
+            Some(&alice),
+            json!({"name": "crew", "description": ""}),
+        )
+        .await;
+    assert_eq!(s, 201, "{team}");
+    let team_id = team["id"].as_str().unwrap();
+    let (s, b) = rest
+        .post(
+            &format!("/v1/teams/{team_id}/members"),
+            Some(&alice),
+            json!({"email": "bob@example.org"}),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{s} {b}");
+    let (s, conf) = rest
+        .post(
+            &format!("/v1/teams/{team_id}/conferences"),
+            Some(&alice),
+            json!({"title": "standup", "starts_at": "2026-11-24T10:00:00Z", "waiting_hall": true}),
+        )
+        .await;
+    assert_eq!(s, 201, "{conf}");
+    let conf = conf["id"].as_str().unwrap().to_string();
+
+    // bob knocks: a waiting-hall token, then the socket.
+    let (s, grant) = rest
+        .post(
+            &format!("/v1/conferences/{conf}/join"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{grant}");
+    assert_eq!(grant["waiting"], true);
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{sig_addr}/v1/ws"))
+        .await
+        .expect("websocket connects");
+    let mut client = Client { ws };
+    client
+        .send(&ClientMessage::Join {
+            token: grant["token"].as_str().unwrap().to_string(),
+            resume_token: None,
+        })
+        .await;
+    let position = client
+        .expect("waiting", |m| match m {
+            ServerMessage::Waiting { position } => Some(*position),
+            _ => None,
+        })
+        .await;
+    assert_eq!(position, 1);
+
+    // alice admits bob over REST; the decision reaches signaling through
+    // Redis and bob's socket is let in with a fresh room token.
+    let (s, b) = rest
+        .post(
+            &format!("/v1/conferences/{conf}/waiting/{bob_id}/admit"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    client
+        .expect("admitted", |m| {
+            matches!(m, ServerMessage::Admitted { .. }).then_some(())
+        })
+        .await;
+    client
+        .expect("joined", |m| {
+            matches!(m, ServerMessage::Joined { .. }).then_some(())
+        })
+        .await;
+
+    // An offer from a real str0m peer gets the SFU's answer through the
+    // SFU's HTTP API.
+    let mut rtc = Rtc::new(Instant::now());
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, pending) = change.apply().expect("an offer");
+    client
+        .send(&ClientMessage::Offer {
+            sdp: offer.to_sdp_string(),
+        })
+        .await;
+    let answer = client
+        .expect("answer", |m| match m {
+            ServerMessage::Answer { sdp } => Some(sdp.clone()),
+            _ => None,
+        })
+        .await;
+    let answer = SdpAnswer::from_sdp_string(&answer).expect("a valid SDP answer");
+    rtc.sdp_api()
+        .accept_answer(pending, answer)
+        .expect("the peer accepts the answer");
+
+    // The SFU's events arrive over its event stream: the peer never
+    // connects, so the SFU gives up on it after its ICE timeout.
+    let gone = tokio::time::timeout(STEP, async {
+        while let Some(ev) = sfu_events.next().await {
+            if let SfuEvent::ParticipantDisconnected { room_id, .. } = ev {
+                return room_id;
+            }
+        }
+        panic!("SFU event stream ended");
+    })
+    .await
+    .expect("ParticipantDisconnected from the SFU's event stream");
+    assert_eq!(gone, conf);
+
+    sig_task.abort();
+    control_task.abort();
+    sfu.shutdown().await;
+    control.close().await;
+}

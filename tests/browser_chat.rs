@@ -1,0 +1,351 @@
+//! Chat end to end in real headless Chromium: `convene up` as a process, two
+//! browsers on the same chat. Ada types (bob sees "ada is typing…") and
+//! sends; bob sees the message live over the user channel, his open view
+//! marks it read and ada sees the read tick; ada edits it and bob sees the
+//! edit.
+//!
+//! Same setup as `browser_e2e.rs` (Chromium and ChromeDriver; without them the
+//! test prints why and passes, unless `CI` is set). Bounded: the whole
+//! browser part must finish within two minutes.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const CHROMIUM: &[&str] = &["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
+const CHROMEDRIVER: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
+/// How long one step (a message arriving, a tick turning) may take.
+const STEP: Duration = Duration::from_secs(15);
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn find(paths: &[&str]) -> Option<PathBuf> {
+    paths.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+fn free_tcp() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn skip_or_fail(why: &str) {
+    // In CI a missing browser is a failure, as missing databases are.
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}");
+    }
+    eprintln!("skipping browser chat test: {why}");
+}
+
+async fn wait_http(url: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not come up within {within:?}");
+}
+
+async fn post(base: &str, path: &str, token: Option<&str>, body: Value) -> Value {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+async fn user(base: &str, name: &str) -> Value {
+    post(
+        base,
+        "/v1/auth/register",
+        None,
+        json!({"username": name, "email": format!("{name}@example.org"), "password": "correct horse"}),
+    )
+    .await;
+    post(
+        base,
+        "/v1/auth/login",
+        None,
+        json!({"login": name, "password": "correct horse"}),
+    )
+    .await
+}
+
+async fn browser(driver: &str, chromium: &Path, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1100,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    ClientBuilder::native()
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("chromedriver session")
+}
+
+/// Opens the app with a signed-in session (tokens from the REST login).
+async fn open_signed_in(c: &Client, base: &str, login: &Value, hash: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    let session = json!({
+        "access_token": login["access_token"],
+        "refresh_token": login["refresh_token"],
+        "user": login["user"],
+    });
+    c.execute(
+        "localStorage.setItem('convene.session', arguments[0]); location.hash = arguments[1];",
+        vec![
+            Value::String(session.to_string()),
+            Value::String(hash.into()),
+        ],
+    )
+    .await
+    .unwrap();
+}
+
+/// Polls a JavaScript expression until it is truthy; returns its value.
+async fn until(c: &Client, what: &str, expr: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = c
+            .execute(&format!("return ({expr});"), vec![])
+            .await
+            .unwrap_or(Value::Null);
+        if !matches!(v, Value::Null | Value::Bool(false)) && v != json!("") && v != json!(0) {
+            return v;
+        }
+        assert!(start.elapsed() < STEP, "{what}: not within {STEP:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text of message `seq` as this browser shows it (empty if not shown).
+fn message_text(seq: i64) -> String {
+    format!(
+        "(document.querySelector('[data-test=message][data-seq=\"{seq}\"] [data-test=message-text]') || {{}}).textContent || ''"
+    )
+}
+
+/// Ada and bob on the same chat page: typing, a live message, the read tick,
+/// an edit.
+async fn scenario(a: Client, b: Client, base: String, ada: Value, bob: Value, hash: String) {
+    open_signed_in(&a, &base, &ada, &hash).await;
+    open_signed_in(&b, &base, &bob, &hash).await;
+    for (c, who) in [(&a, "ada"), (&b, "bob")] {
+        c.wait()
+            .at_most(STEP)
+            .for_element(Locator::Css("[data-test=chat-input]"))
+            .await
+            .unwrap();
+        until(
+            c,
+            &format!("{who}'s user channel opens"),
+            "window.conveneChannel && window.conveneChannel.ready",
+        )
+        .await;
+    }
+    // Each sees the other online.
+    until(
+        &a,
+        "bob online for ada",
+        "document.querySelector('[data-test=chat-members] [data-online=true]:not([data-user=\"' + window.conveneChannel.userId + '\"])')",
+    )
+    .await;
+
+    // Typing shows on the other side, then the message arrives live.
+    let input = a
+        .find(Locator::Css("[data-test=chat-input]"))
+        .await
+        .unwrap();
+    input.send_keys("hello bob").await.unwrap();
+    until(
+        &b,
+        "bob sees ada typing",
+        "document.querySelector('[data-test=typing]').textContent.includes('ada is typing')",
+    )
+    .await;
+    a.find(Locator::Css("[data-test=chat-send]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let sent_at = Instant::now();
+    until(
+        &b,
+        "bob sees the message",
+        &format!("{} === 'hello bob'", message_text(1)),
+    )
+    .await;
+    let delivered = sent_at.elapsed();
+
+    // Bob's open view marks it read; ada's tick turns.
+    let tick = until(
+        &a,
+        "ada sees the read tick",
+        "(document.querySelector('[data-test=message][data-seq=\"1\"] [data-test=read-tick][data-read-by=\"1\"]') || {}).textContent",
+    )
+    .await;
+    assert!(tick.as_str().unwrap().contains("read"), "{tick}");
+    let read_at = sent_at.elapsed();
+
+    // Ada edits in place; bob sees the new text.
+    a.find(Locator::Css(
+        "[data-test=message][data-seq=\"1\"] [data-test=edit-message]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let edit = a
+        .wait()
+        .at_most(STEP)
+        .for_element(Locator::Css("[data-test=edit-input]"))
+        .await
+        .unwrap();
+    edit.clear().await.unwrap();
+    edit.send_keys("hello bob, edited").await.unwrap();
+    a.find(Locator::Css("[data-test=edit-save]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &b,
+        "bob sees the edit",
+        &format!("{} === 'hello bob, edited'", message_text(1)),
+    )
+    .await;
+    until(
+        &b,
+        "bob sees it marked edited",
+        "document.querySelector('[data-test=message][data-seq=\"1\"] [data-test=edited]')",
+    )
+    .await;
+    // Exactly one message on each side: the send was not duplicated by
+    // the live event.
+    for (c, who) in [(&a, "ada"), (&b, "bob")] {
+        let n = c
+            .execute(
+                "return document.querySelectorAll('[data-test=message], [data-test=pending-message]').length;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, json!(1), "{who} shows {n} messages");
+    }
+    println!("browser chat: delivered in {delivered:?}, read tick after {read_at:?}");
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("chat-ada.png"), a.screenshot().await.unwrap()).unwrap();
+    std::fs::write(dir.join("chat-bob.png"), b.screenshot().await.unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_arrives_live_is_read_and_its_edit_follows() {
+    let (Some(chromium), Some(chromedriver)) = (find(CHROMIUM), find(CHROMEDRIVER)) else {
+        skip_or_fail("chromium and chromedriver are not installed");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let http = free_tcp();
+    let udp = free_udp_port();
+    let _server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_convene"))
+            .args([
+                "up",
+                "--http-addr",
+                &http.to_string(),
+                "--udp-port",
+                &udp.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(work.path().join("data"))
+            .env("CONVENE_JWT_SECRET", "chat-secret-chat-secret-chat-secret")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("convene up starts"),
+    );
+    let base = format!("http://{http}");
+    wait_http(&format!("{base}/healthz"), Duration::from_secs(30)).await;
+
+    let driver_addr = free_tcp();
+    let _driver = Killed(
+        Command::new(&chromedriver)
+            .arg(format!("--port={}", driver_addr.port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let driver = format!("http://{driver_addr}");
+    wait_http(&format!("{driver}/status"), Duration::from_secs(20)).await;
+
+    let ada = user(&base, "ada").await;
+    let bob = user(&base, "bob").await;
+    let chat = post(
+        &base,
+        "/v1/chats",
+        ada["access_token"].as_str(),
+        json!({"title": "pair", "member_emails": ["bob@example.org"]}),
+    )
+    .await;
+    let chat_id = chat["id"].as_str().unwrap().to_string();
+    let hash = format!("#/chats/{chat_id}");
+
+    let a = browser(&driver, &chromium, &work.path().join("profile-a")).await;
+    let b = browser(&driver, &chromium, &work.path().join("profile-b")).await;
+    // In a task, so a failed step still closes both browsers below.
+    let mut run = tokio::spawn(scenario(a.clone(), b.clone(), base, ada, bob, hash));
+    let result = tokio::time::timeout(Duration::from_secs(120), &mut run).await;
+    run.abort();
+    let _ = a.close().await;
+    let _ = b.close().await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => panic!("the browser chat test did not finish within two minutes"),
+    }
+}
