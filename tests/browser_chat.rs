@@ -8,67 +8,20 @@
 //! test prints why and passes, unless `CI` is set). Bounded: the whole
 //! browser part must finish within two minutes.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
+mod browser;
 
-const CHROMIUM: &[&str] = &["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
-const CHROMEDRIVER: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
 /// How long one step (a message arriving, a tick turning) may take.
 const STEP: Duration = Duration::from_secs(15);
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn find(paths: &[&str]) -> Option<PathBuf> {
-    paths.iter().map(PathBuf::from).find(|p| p.exists())
-}
-
-fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn skip_or_fail(why: &str) {
-    // In CI a missing browser is a failure, as missing databases are.
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}");
-    }
-    eprintln!("skipping browser chat test: {why}");
-}
-
-async fn wait_http(url: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if reqwest::get(url)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} did not come up within {within:?}");
-}
+use browser::{
+    find, free_tcp, free_udp_port, skip_or_fail, wait_http, Killed, CHROMEDRIVER, CHROMIUM,
+};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
 
 async fn post(base: &str, path: &str, token: Option<&str>, body: Value) -> Value {
     let mut req = reqwest::Client::new()
@@ -285,7 +238,10 @@ async fn scenario(a: Client, b: Client, base: String, ada: Value, bob: Value, ha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_arrives_live_is_read_and_its_edit_follows() {
     let (Some(chromium), Some(chromedriver)) = (find(CHROMIUM), find(CHROMEDRIVER)) else {
-        skip_or_fail("chromium and chromedriver are not installed");
+        skip_or_fail(
+            "browser chat test",
+            "chromium and chromedriver are not installed",
+        );
         return;
     };
     let work = tempfile::tempdir().unwrap();

@@ -6,65 +6,17 @@
 //! `.ci/run` installs them). Without them the test prints why and passes,
 //! unless `CI` is set.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod browser;
+
+use browser::{
+    find, free_tcp, free_udp_port, skip_or_fail, wait_http, Killed, CHROMEDRIVER, CHROMIUM,
+};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-
-const CHROMIUM: &[&str] = &["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
-const CHROMEDRIVER: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn find(paths: &[&str]) -> Option<PathBuf> {
-    paths.iter().map(PathBuf::from).find(|p| p.exists())
-}
-
-fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn skip_or_fail(why: &str) {
-    // In CI a missing browser is a failure, as missing databases are.
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}");
-    }
-    eprintln!("skipping browser end-to-end test: {why}");
-}
-
-async fn wait_http(url: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if reqwest::get(url)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} did not come up within {within:?}");
-}
 
 struct Api {
     base: String,
@@ -170,7 +122,10 @@ async fn until_media(c: &Client, within: Duration) -> (Value, Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
     let (Some(chromium), Some(chromedriver)) = (find(CHROMIUM), find(CHROMEDRIVER)) else {
-        skip_or_fail("chromium and chromedriver are not installed");
+        skip_or_fail(
+            "browser end-to-end test",
+            "chromium and chromedriver are not installed",
+        );
         return;
     };
     let work = tempfile::tempdir().unwrap();
