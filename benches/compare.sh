@@ -51,12 +51,12 @@ cargo build --release -q -p convene -p convene-benches --bin convene --bin conve
 convene="$target_dir/release/convene"
 load="$target_dir/release/convene-load"
 
-pin() { # pin CPUS CMD...: run CMD on CPUS when taskset exists and CPUS != all
-    local cpus=$1; shift
-    if [ "$cpus" != all ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-        taskset -c "$cpus" "$@"
-    else
-        "$@"
+# taskset prefix pinning to CPUS, empty when CPUS=all, taskset is missing
+# or there is one CPU. A prefix rather than a wrapper function: a function
+# run with `&` is a subshell, and `$!` would be its pid, not the server's.
+pin() {
+    if [ "$1" != all ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+        echo taskset -c "$1"
     fi
 }
 
@@ -79,8 +79,12 @@ wait_http() { # wait_http URL NAME
 }
 
 # ---- convene
+if curl -fsS -o /dev/null "http://127.0.0.1:$HTTP_PORT/healthz" 2>/dev/null; then
+    echo "something already answers on 127.0.0.1:$HTTP_PORT (HTTP_PORT)" >&2
+    exit 1
+fi
 mkdir -p "$tmp/convene"
-pin "$SERVER_CPUS" "$convene" up \
+$(pin "$SERVER_CPUS") "$convene" up \
     --http-addr "127.0.0.1:$HTTP_PORT" --data-dir "$tmp/convene" \
     --udp-port "$UDP_PORT" --sfu-bind-ip 127.0.0.1 --sfu-public-ip 127.0.0.1 \
     --sfu-http-addr "127.0.0.1:$SFU_HTTP_PORT" --sfu-http-secret "$SECRET" \
@@ -156,17 +160,19 @@ fi
 # runs in a private network namespace (made here, gone when the round ends)
 # where a veth interface carries 127.0.0.2/32: Janus announces 127.0.0.2,
 # traffic stays in the loopback range, and the generator runs there too.
+# libnice binds its sockets to that interface, so they cannot send to
+# 127.0.0.1 (EINVAL): the generator's peers bind 127.0.0.2 as well.
 janus_round() { # inside `unshare -n`
     ip link set lo up
     ip link add cvl0 type veth peer name cvl1
     ip addr add 127.0.0.2/32 dev cvl0
     ip link set cvl0 up
     ip link set cvl1 up
-    pin "$SERVER_CPUS" janus -C "$jcfg/janus.jcfg" -F "$jcfg" >"$tmp/janus-$1.log" 2>&1 &
+    $(pin "$SERVER_CPUS") janus -C "$jcfg/janus.jcfg" -F "$jcfg" >"$tmp/janus-$1.log" 2>&1 &
     local jpid=$!
     wait_http "http://127.0.0.1:$JANUS_PORT/janus/info" janus
-    pin "$LOAD_CPUS" "$load" "${common[@]}" --target janus \
-        --url "http://127.0.0.1:$JANUS_PORT/janus" --sfu-pid "$jpid" \
+    $(pin "$LOAD_CPUS") "$load" "${common[@]}" --target janus \
+        --url "http://127.0.0.1:$JANUS_PORT/janus" --sfu-pid "$jpid" --bind-ip 127.0.0.2 \
         | tail -n 1 >"$tmp/janus-$1.json" || true
     kill "$jpid" 2>/dev/null || true
     wait "$jpid" 2>/dev/null || true
@@ -174,7 +180,7 @@ janus_round() { # inside `unshare -n`
 
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS: convene ($MODE)" >&2
-    pin "$LOAD_CPUS" "$load" "${common[@]}" "${convene_args[@]}" --sfu-pid "$convene_pid" \
+    $(pin "$LOAD_CPUS") "$load" "${common[@]}" "${convene_args[@]}" --sfu-pid "$convene_pid" \
         | tail -n 1 >"$tmp/convene-$round.json"
     echo "round $round/$ROUNDS: janus (private network namespace)" >&2
     export -f janus_round pin wait_http

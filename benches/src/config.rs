@@ -1,5 +1,6 @@
 //! `convene-load` / `convene load-test` flags.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -126,6 +127,22 @@ pub struct LoadArgs {
     /// Print one JSON object as the last line (and no progress bar).
     #[arg(long)]
     pub json: bool,
+
+    /// Local address of every peer's socket; a loopback address only, so
+    /// load never leaves the machine. `compare.sh` uses 127.0.0.2 for
+    /// Janus, whose ICE sockets are bound to the interface carrying that
+    /// address and cannot send to 127.0.0.1.
+    #[arg(long, value_parser = parse_loopback, default_value = "127.0.0.1")]
+    pub bind_ip: IpAddr,
+}
+
+fn parse_loopback(s: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = s.parse().map_err(|e| format!("{e}"))?;
+    if ip.is_loopback() {
+        Ok(ip)
+    } else {
+        Err(format!("{ip} is not a loopback address"))
+    }
 }
 
 impl LoadArgs {
@@ -156,6 +173,7 @@ impl LoadArgs {
             join_concurrency: 8,
             sfu_pid: None,
             json: true,
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 
@@ -208,5 +226,9 @@ mod tests {
         let cli = Cli::try_parse_from(["x", "--target", "janus", "--duration", "1m"]).unwrap();
         assert_eq!(cli.load.mode(), "janus");
         assert_eq!(cli.load.duration, Duration::from_secs(60));
+        assert_eq!(cli.load.bind_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let cli = Cli::try_parse_from(["x", "--bind-ip", "127.0.0.2"]).unwrap();
+        assert_eq!(cli.load.bind_ip, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        assert!(Cli::try_parse_from(["x", "--bind-ip", "192.0.2.1"]).is_err());
     }
 }

@@ -12,7 +12,7 @@
 //! offers, remote candidates).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,11 +122,12 @@ pub struct PeerBuilder {
 }
 
 impl PeerBuilder {
-    /// A peer on a fresh loopback socket; `joined_at` is when its join began
-    /// (join time is measured from there to its first media packet).
-    pub fn new(name: impl Into<String>, joined_at: Instant) -> Result<Self, PeerError> {
+    /// A peer on a fresh socket on `ip` (a loopback address); `joined_at`
+    /// is when its join began (join time is measured from there to its
+    /// first media packet).
+    pub fn new(name: impl Into<String>, ip: IpAddr, joined_at: Instant) -> Result<Self, PeerError> {
         let socket = socket2::Socket::new(
-            socket2::Domain::IPV4,
+            socket2::Domain::for_address(SocketAddr::new(ip, 0)),
             socket2::Type::DGRAM,
             Some(socket2::Protocol::UDP),
         )?;
@@ -135,7 +136,7 @@ impl PeerBuilder {
         if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER_BYTES) {
             debug!("SO_RCVBUF: {e}");
         }
-        socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
         socket.set_nonblocking(true)?;
         let socket: std::net::UdpSocket = socket.into();
         let local = socket.local_addr()?;

@@ -318,7 +318,7 @@ impl Runner {
             Role::Publisher => format!("p{index}-{}", self.run_tag),
             Role::Subscriber => format!("s{index}-{}", self.run_tag),
         };
-        let mut b = PeerBuilder::new(name.clone(), Instant::now())?;
+        let mut b = PeerBuilder::new(name.clone(), self.args.bind_ip, Instant::now())?;
         let offer = match role {
             Role::Publisher => Some(b.publisher_offer(self.spec(index))?),
             Role::Subscriber if !matches!(self.backend, Backend::Janus(_)) => {
