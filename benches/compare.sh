@@ -93,61 +93,6 @@ convene_pid=$!
 pids+=("$convene_pid")
 wait_http "http://127.0.0.1:$HTTP_PORT/healthz" convene
 
-# ---- Janus: a minimal loopback-only configuration
-jcfg="$tmp/janus"
-mkdir -p "$jcfg"
-libdir=$(dirname "$(dpkg -L janus 2>/dev/null | grep -m1 '/janus/plugins/libjanus_videoroom.so$' || echo /usr/lib/x86_64-linux-gnu/janus/plugins/x)")
-libdir=$(dirname "$libdir")
-cat >"$jcfg/janus.jcfg" <<EOF
-general: {
-    configs_folder = "$jcfg"
-    plugins_folder = "$libdir/plugins"
-    transports_folder = "$libdir/transports"
-    events_folder = "$libdir/events"
-    loggers_folder = "$libdir/loggers"
-    debug_level = 3
-    session_timeout = 120
-}
-media: {
-    rtp_port_range = "40000-49999"
-}
-nat: {
-    ice_enforce_list = "cvl0"
-    ignore_mdns = true
-    full_trickle = false
-}
-plugins: {
-    disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_echotest.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_voicemail.so"
-}
-transports: {
-    disable = "libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so,libjanus_websockets.so"
-}
-events: {
-    broadcast = false
-}
-loggers: {
-    disable = "libjanus_jsonlog.so"
-}
-EOF
-cat >"$jcfg/janus.plugin.videoroom.jcfg" <<EOF
-general: {
-}
-EOF
-cat >"$jcfg/janus.transport.http.jcfg" <<EOF
-general: {
-    json = "compact"
-    base_path = "/janus"
-    http = true
-    port = $JANUS_PORT
-    ip = "127.0.0.1"
-    https = false
-}
-admin: {
-    admin_http = false
-}
-cors: {
-}
-EOF
 common=(--rooms "$ROOMS" --publishers "$PUBLISHERS" --subscribers "$SUBSCRIBERS"
         --duration "$DURATION" --video-kbps "$VIDEO_KBPS" --json)
 if [ "$MODE" = direct ]; then
@@ -156,36 +101,16 @@ else
     convene_args=(--url "http://127.0.0.1:$HTTP_PORT")
 fi
 
-# Janus never gathers candidates on loopback interfaces, so each Janus round
-# runs in a private network namespace (made here, gone when the round ends)
-# where a veth interface carries 127.0.0.2/32: Janus announces 127.0.0.2,
-# traffic stays in the loopback range, and the generator runs there too.
-# libnice binds its sockets to that interface, so they cannot send to
-# 127.0.0.1 (EINVAL): the generator's peers bind 127.0.0.2 as well.
-janus_round() { # inside `unshare -n`
-    ip link set lo up
-    ip link add cvl0 type veth peer name cvl1
-    ip addr add 127.0.0.2/32 dev cvl0
-    ip link set cvl0 up
-    ip link set cvl1 up
-    $(pin "$SERVER_CPUS") janus -C "$jcfg/janus.jcfg" -F "$jcfg" >"$tmp/janus-$1.log" 2>&1 &
-    local jpid=$!
-    wait_http "http://127.0.0.1:$JANUS_PORT/janus/info" janus
-    $(pin "$LOAD_CPUS") "$load" "${common[@]}" --target janus \
-        --url "http://127.0.0.1:$JANUS_PORT/janus" --sfu-pid "$jpid" --bind-ip 127.0.0.2 \
-        | tail -n 1 >"$tmp/janus-$1.json" || true
-    kill "$jpid" 2>/dev/null || true
-    wait "$jpid" 2>/dev/null || true
-}
-
 for round in $(seq 1 "$ROUNDS"); do
     echo "round $round/$ROUNDS: convene ($MODE)" >&2
     $(pin "$LOAD_CPUS") "$load" "${common[@]}" "${convene_args[@]}" --sfu-pid "$convene_pid" \
         | tail -n 1 >"$tmp/convene-$round.json"
-    echo "round $round/$ROUNDS: janus (private network namespace)" >&2
-    export -f janus_round pin wait_http
-    export SERVER_CPUS LOAD_CPUS JANUS_PORT jcfg tmp load
-    COMMON="${common[*]}" unshare -n bash -c 'common=($COMMON); janus_round "$0"' "$round"
+    echo "round $round/$ROUNDS: janus (private network namespace, see janus-ns.sh)" >&2
+    # The generator runs in Janus's namespace, on 127.0.0.2 like Janus.
+    JANUS_CPUS="$SERVER_CPUS" JANUS_PORT="$JANUS_PORT" JANUS_LOG="$tmp/janus-$round.log" \
+        bash benches/janus-ns.sh bash -c '$0 "$@" --url "$JANUS_URL" --sfu-pid "$JANUS_PID"' \
+        $(pin "$LOAD_CPUS") "$load" "${common[@]}" --target janus --bind-ip 127.0.0.2 \
+        | tail -n 1 >"$tmp/janus-$round.json" || true
 done
 
 python3 - "$tmp" "$ROUNDS" <<'EOF'

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use convene_control::ApiError;
-use convene_signaling::remote::{RemoteControl, RemoteSfu};
+use convene_signaling::remote::{RemoteControl, RemoteSfu, RemoteUsers};
 use convene_signaling::{NodeOptions, Signaling};
 use prometheus::Encoder as _;
 use tokio::net::TcpListener;
@@ -116,6 +116,9 @@ pub async fn run_signaling(args: SignalingArgs) -> anyhow::Result<()> {
     let control = RemoteControl::connect(&args.control_url, &args.internal_secret, &args.redis_url)
         .await
         .context("setting up the control plane client (is REDIS_URL reachable?)")?;
+    let users = RemoteUsers::connect(control.clone(), &args.redis_url)
+        .await
+        .context("setting up the chat client (is REDIS_URL reachable?)")?;
     let sfu =
         RemoteSfu::new(&args.sfu_url, &args.sfu_secret).context("setting up the SFU client")?;
     let redis = redis::Client::open(args.redis_url.as_str()).context("REDIS_URL")?;
@@ -125,7 +128,7 @@ pub async fn run_signaling(args: SignalingArgs) -> anyhow::Result<()> {
         Arc::new(sfu.clone()),
         args.ice,
         NodeOptions {
-            users: None,
+            users: Some(Arc::new(users)),
             redis: Some(redis),
         },
     )

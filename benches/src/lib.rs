@@ -50,7 +50,12 @@ pub enum LoadError {
 /// line of standard output.
 pub async fn run_cli(args: LoadArgs) -> anyhow::Result<Report> {
     let json = args.json;
-    let report = run(args).await?;
+    // The measurement window already ends at --max-time; this also bounds
+    // joins and leaving, whatever a server does, with a minute of grace.
+    let bound = args.max_time + std::time::Duration::from_secs(60);
+    let report = tokio::time::timeout(bound, run(args))
+        .await
+        .map_err(|_| anyhow::anyhow!("the run took longer than --max-time plus 60 s"))??;
     if json {
         println!("{}", report.json());
     } else {

@@ -415,6 +415,55 @@ impl Control {
         Ok(Page { items, next_cursor })
     }
 
+    /// Every chat of the caller (all pages of [`Control::list_chats`]), for
+    /// a real-time connection that follows them all.
+    pub async fn all_chats(&self, actor: &Actor) -> Result<Vec<Chat>, ApiError> {
+        let mut out = Vec::new();
+        let mut params = PageParams {
+            cursor: None,
+            limit: None,
+        };
+        loop {
+            let page = self.list_chats(actor, &params).await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(c) => params.cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Up to `limit` messages with `seq > after_seq`, oldest first, across
+    /// as many pages as that takes (catch-up after a reconnect).
+    pub async fn messages_after(
+        &self,
+        actor: &Actor,
+        chat_id: Uuid,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, ApiError> {
+        let mut out: Vec<ChatMessage> = Vec::new();
+        let mut after = after_seq;
+        while out.len() < limit {
+            let q = MessagesQuery {
+                before: None,
+                after_seq: Some(after),
+                limit: None,
+            };
+            let page = self.list_messages(actor, chat_id, &q).await?;
+            let Some(last) = page.items.last().map(|m| m.seq) else {
+                break;
+            };
+            out.extend(page.items);
+            after = last;
+            if !page.has_more {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
     pub async fn get_chat(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat, ApiError> {
         let mut conn = self.db().pool.acquire().await?;
         chat_view(&mut conn, actor.user_id, chat_id).await

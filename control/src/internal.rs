@@ -11,12 +11,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
+use convene_proto::collab::{Chat, ChatMessage};
 use convene_proto::control::WaitingEntry;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::tokens::constant_time_eq;
 use crate::{Actor, Control};
 
@@ -49,6 +50,29 @@ pub struct TouchResponse {
 pub struct RoomTokenResponse {
     pub token: String,
 }
+
+/// Body of `/internal/users/authenticate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthenticateRequest {
+    pub access_token: String,
+}
+
+/// Answer of `/internal/users/authenticate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthenticateResponse {
+    pub user_id: Uuid,
+}
+
+/// Query of `…/chats/{chat_id}/messages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagesAfterQuery {
+    pub after_seq: i64,
+    pub limit: usize,
+}
+
+/// Upper bound on one catch-up answer, whatever the caller asks; the
+/// signaling service asks for its `--ws-max-catchup-messages` (500).
+pub const MAX_CATCHUP_MESSAGES: usize = 1000;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -89,6 +113,13 @@ pub(crate) fn routes() -> Router<Control> {
             post(room_token),
         )
         .route("/internal/conferences/{id}/end", post(end))
+        .route("/internal/users/authenticate", post(authenticate))
+        .route("/internal/users/{user_id}/chats", get(chats))
+        .route("/internal/users/{user_id}/chats/{chat_id}", get(chat))
+        .route(
+            "/internal/users/{user_id}/chats/{chat_id}/messages",
+            get(messages_after),
+        )
 }
 
 /// Checks the shared secret in constant time.
@@ -235,4 +266,54 @@ async fn room_token(
         return Err(ApiError::Forbidden("still waiting".into()));
     }
     Ok(Json(RoomTokenResponse { token: grant.token }))
+}
+
+/// An access token (as sent in the WebSocket's `hello`) → its user.
+async fn authenticate(
+    State(c): State<Control>,
+    headers: HeaderMap,
+    Json(req): Json<AuthenticateRequest>,
+) -> ApiResult<Json<AuthenticateResponse>> {
+    authorize(&c, &headers)?;
+    let actor = c.authenticate(&req.access_token)?;
+    Ok(Json(AuthenticateResponse {
+        user_id: actor.user_id,
+    }))
+}
+
+/// Every chat of the user.
+async fn chats(
+    State(c): State<Control>,
+    headers: HeaderMap,
+    Path(user): Path<Uuid>,
+) -> ApiResult<Json<Vec<Chat>>> {
+    authorize(&c, &headers)?;
+    let actor = c.actor(user).await?;
+    Ok(Json(c.all_chats(&actor).await?))
+}
+
+/// One chat, as the user sees it (404 when not a member).
+async fn chat(
+    State(c): State<Control>,
+    headers: HeaderMap,
+    Path((user, chat)): Path<(Uuid, Uuid)>,
+) -> ApiResult<Json<Chat>> {
+    authorize(&c, &headers)?;
+    let actor = c.actor(user).await?;
+    Ok(Json(c.get_chat(&actor, chat).await?))
+}
+
+/// Messages after a sequence number, oldest first.
+async fn messages_after(
+    State(c): State<Control>,
+    headers: HeaderMap,
+    Path((user, chat)): Path<(Uuid, Uuid)>,
+    Query(q): Query<MessagesAfterQuery>,
+) -> ApiResult<Json<Vec<ChatMessage>>> {
+    authorize(&c, &headers)?;
+    let actor = c.actor(user).await?;
+    let limit = q.limit.clamp(1, MAX_CATCHUP_MESSAGES);
+    Ok(Json(
+        c.messages_after(&actor, chat, q.after_seq, limit).await?,
+    ))
 }

@@ -2,7 +2,6 @@
 //! process (`convene up`).
 
 use async_trait::async_trait;
-use convene_control::chats::MessagesQuery;
 use convene_control::{Actor, ApiError, ChatEvent, ConferenceEvent, Control};
 use convene_proto::collab::ChatMessage;
 use convene_proto::sfu::{
@@ -307,7 +306,7 @@ impl ControlPort for InProcessControl {
 #[derive(Clone)]
 pub struct InProcessUsers(pub Control);
 
-fn summary(chat: convene_proto::collab::Chat) -> ChatSummary {
+pub(crate) fn summary(chat: convene_proto::collab::Chat) -> ChatSummary {
     ChatSummary {
         chat_id: chat.id,
         last_seq: chat.last_seq,
@@ -326,23 +325,8 @@ impl UserPort for InProcessUsers {
 
     async fn chats(&self, user: Uuid) -> Result<Vec<ChatSummary>, PortError> {
         let actor = self.0.actor(user).await.map_err(control_error)?;
-        let mut out = Vec::new();
-        let mut params = convene_control::pagination::PageParams {
-            cursor: None,
-            limit: None,
-        };
-        loop {
-            let page = self
-                .0
-                .list_chats(&actor, &params)
-                .await
-                .map_err(control_error)?;
-            out.extend(page.items.into_iter().map(summary));
-            match page.next_cursor {
-                Some(c) => params.cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        let chats = self.0.all_chats(&actor).await.map_err(control_error)?;
+        Ok(chats.into_iter().map(summary).collect())
     }
 
     async fn chat(&self, user: Uuid, chat: Uuid) -> Result<ChatSummary, PortError> {
@@ -362,30 +346,10 @@ impl UserPort for InProcessUsers {
         limit: usize,
     ) -> Result<Vec<ChatMessage>, PortError> {
         let actor = self.0.actor(user).await.map_err(control_error)?;
-        let mut out: Vec<ChatMessage> = Vec::new();
-        let mut after = after_seq;
-        while out.len() < limit {
-            let q = MessagesQuery {
-                before: None,
-                after_seq: Some(after),
-                limit: None,
-            };
-            let page = self
-                .0
-                .list_messages(&actor, chat, &q)
-                .await
-                .map_err(control_error)?;
-            let Some(last) = page.items.last().map(|m| m.seq) else {
-                break;
-            };
-            out.extend(page.items);
-            after = last;
-            if !page.has_more {
-                break;
-            }
-        }
-        out.truncate(limit);
-        Ok(out)
+        self.0
+            .messages_after(&actor, chat, after_seq, limit)
+            .await
+            .map_err(control_error)
     }
 
     async fn publish(&self, event: ChatEvent) -> Result<(), PortError> {

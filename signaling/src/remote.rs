@@ -5,6 +5,9 @@
 //!   (shared secret in `x-convene-internal-secret`) and takes conference
 //!   events from Redis (`convene:conference:{id}`), where every control-plane
 //!   process publishes them.
+//! - [`RemoteUsers`] serves the user channel (`hello`: chats, typing,
+//!   presence) from the same internal API, with chat events on Redis
+//!   (`convene:chat:{id}`) as the control plane publishes them.
 //! - [`RemoteSfu`] calls the SFU's HTTP control API (`POST /v1/request`,
 //!   bearer secret) and follows its server-sent event stream
 //!   (`GET /v1/events`), reconnecting with backoff when it breaks.
@@ -14,9 +17,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use convene_control::internal::{
-    InternalDenyRequest, ModeratorRequest, RoomTokenResponse, TouchResponse, SECRET_HEADER,
+    AuthenticateRequest, AuthenticateResponse, InternalDenyRequest, ModeratorRequest,
+    RoomTokenResponse, TouchResponse, SECRET_HEADER,
 };
-use convene_control::{ConferenceEvent, EventBus, RoomClaims};
+use convene_control::{ChatBus, ConferenceEvent, EventBus, RoomClaims};
+use convene_proto::collab::{Chat, ChatEvent, ChatMessage};
 use convene_proto::control::{Problem, VerifyTokenRequest, WaitingEntry};
 use convene_proto::sfu::{
     AnswerRequest, CloseRoomRequest, JoinRequest, OfferRequest, RemoveParticipantRequest,
@@ -34,7 +39,9 @@ use tokio_stream::wrappers::BroadcastStream;
 use url::Url;
 use uuid::Uuid;
 
-use crate::ports::{Admission, ControlPort, HallEvent, MediaPort, PortError};
+use crate::ports::{
+    Admission, ChatSummary, ControlPort, HallEvent, MediaPort, PortError, UserPort,
+};
 
 /// Longest wait for one request to the control plane or the SFU.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -196,6 +203,100 @@ impl RemoteControl {
 
     fn conference_path(conference: Uuid, rest: &str) -> String {
         format!("v1/internal/conferences/{conference}/{rest}")
+    }
+}
+
+/// The user channel's port over the network: chats and messages from the
+/// control plane's internal API, chat events (messages, edits, typing,
+/// presence, invitations) on Redis.
+#[derive(Clone)]
+pub struct RemoteUsers {
+    control: RemoteControl,
+    chats: ChatBus,
+}
+
+impl std::fmt::Debug for RemoteUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteUsers")
+            .field("control", &self.control)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteUsers {
+    /// Calls go through `control` (its URL and secret); chat events come
+    /// from the Redis at `redis_url`. Returns once that subscription is
+    /// active.
+    pub async fn connect(control: RemoteControl, redis_url: &str) -> Result<Self, RemoteError> {
+        let client = redis::Client::open(redis_url)?;
+        let chats = ChatBus::redis(client).await?;
+        Ok(Self { control, chats })
+    }
+
+    fn user_path(user: Uuid, rest: &str) -> String {
+        format!("v1/internal/users/{user}/{rest}")
+    }
+}
+
+fn summary(chat: Chat) -> ChatSummary {
+    ChatSummary {
+        chat_id: chat.id,
+        last_seq: chat.last_seq,
+        members: chat.members.iter().map(|m| m.user_id).collect(),
+    }
+}
+
+#[async_trait]
+impl UserPort for RemoteUsers {
+    async fn authenticate(&self, access_token: &str) -> Result<Uuid, PortError> {
+        let body = AuthenticateRequest {
+            access_token: access_token.to_string(),
+        };
+        let r: AuthenticateResponse = self
+            .control
+            .call(Method::POST, "v1/internal/users/authenticate", Some(&body))
+            .await?;
+        Ok(r.user_id)
+    }
+
+    async fn chats(&self, user: Uuid) -> Result<Vec<ChatSummary>, PortError> {
+        let chats: Vec<Chat> = self
+            .control
+            .call(Method::GET, &Self::user_path(user, "chats"), NO_BODY)
+            .await?;
+        Ok(chats.into_iter().map(summary).collect())
+    }
+
+    async fn chat(&self, user: Uuid, chat: Uuid) -> Result<ChatSummary, PortError> {
+        let path = Self::user_path(user, &format!("chats/{chat}"));
+        let chat: Chat = self.control.call(Method::GET, &path, NO_BODY).await?;
+        Ok(summary(chat))
+    }
+
+    async fn messages_after(
+        &self,
+        user: Uuid,
+        chat: Uuid,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, PortError> {
+        // Two integers: no escaping needed.
+        let path = Self::user_path(
+            user,
+            &format!("chats/{chat}/messages?after_seq={after_seq}&limit={limit}"),
+        );
+        self.control.call(Method::GET, &path, NO_BODY).await
+    }
+
+    async fn publish(&self, event: ChatEvent) -> Result<(), PortError> {
+        self.chats
+            .publish(&event)
+            .await
+            .map_err(|e| PortError::Unavailable(format!("chat bus: {e}")))
+    }
+
+    fn events(&self, chat: Uuid) -> BoxStream<'static, ChatEvent> {
+        self.chats.subscribe(chat).into_stream().boxed()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Signaling as its own process would run it: on `RemoteControl` (the
 //! control plane's internal HTTP API, conference events through Redis) and
 //! `RemoteSfu` (the SFU's HTTP API and event stream), each service on its own
-//! loopback port. Needs Redis on 127.0.0.1:6379 (`CONVENE_TEST_REDIS_URL`);
+//! loopback port; and the user channel (chats) on `RemoteUsers`. Needs Redis on 127.0.0.1:6379 (`CONVENE_TEST_REDIS_URL`);
 //! skipped without it unless `CI` is set.
 
 use std::net::SocketAddr;
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use convene_control::{Control, ControlConfig};
 use convene_proto::sfu::SfuEvent;
 use convene_proto::signaling::{ClientMessage, ServerMessage};
-use convene_signaling::remote::{RemoteControl, RemoteSfu};
-use convene_signaling::{MediaPort, Signaling, SignalingConfig};
+use convene_signaling::remote::{RemoteControl, RemoteSfu, RemoteUsers};
+use convene_signaling::{MediaPort, NodeOptions, Signaling, SignalingConfig};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use str0m::change::SdpAnswer;
@@ -134,11 +134,11 @@ impl Client {
                     Message::Text(t) => {
                         let msg: ServerMessage =
                             serde_json::from_str(t.as_str()).expect("valid server message");
-                        if let ServerMessage::Error { .. } = &msg {
-                            panic!("waiting for {what}, got {msg:?}");
-                        }
                         if let Some(v) = pick(&msg) {
                             return v;
+                        }
+                        if let ServerMessage::Error { .. } = &msg {
+                            panic!("waiting for {what}, got {msg:?}");
                         }
                     }
                     Message::Close(f) => panic!("closed while waiting for {what}: {f:?}"),
@@ -316,6 +316,162 @@ async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
     .await
     .expect("ParticipantDisconnected from the SFU's event stream");
     assert_eq!(gone, conf);
+
+    sig_task.abort();
+    control_task.abort();
+    sfu.shutdown().await;
+    control.close().await;
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
+            .await
+            .expect("websocket connects");
+        Client { ws }
+    }
+
+    async fn hello(&mut self, token: &str) -> uuid::Uuid {
+        self.send(&ClientMessage::Hello {
+            access_token: token.to_string(),
+        })
+        .await;
+        self.expect("welcome", |m| match m {
+            ServerMessage::Welcome { user_id, .. } => Some(*user_id),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next `message_created` of `chat`: (seq, text).
+    async fn message(&mut self, chat: uuid::Uuid) -> (i64, String) {
+        self.expect("message_created", |m| match m {
+            ServerMessage::MessageCreated { chat_id, message } if *chat_id == chat => {
+                Some((message.seq, message.text.clone()))
+            }
+            _ => None,
+        })
+        .await
+    }
+}
+
+/// `convene signaling` as its own process serves `hello` and chats: access
+/// tokens, chat lists and catch-up through the control plane's internal
+/// API, live messages and typing through Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chats_on_remote_user_port() {
+    let Some(redis) = redis_available().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("convene.db");
+    let mut cc = ControlConfig::for_tests(format!("sqlite://{}?mode=rwc", db.display()));
+    cc.redis_url = Some(redis.clone());
+    let control = Control::start(cc).await.expect("control plane starts");
+    let (control_addr, control_task) = serve(control.router()).await;
+    let sfu_config = convene_sfu::SfuConfig {
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        http_secret: Some(SFU_SECRET.to_string().into()),
+        ..convene_sfu::SfuConfig::for_tests()
+    };
+    let (sfu, _handle) = convene_sfu::start(sfu_config).await.expect("SFU starts");
+    let sfu_addr = sfu.http_addr().expect("SFU HTTP API bound");
+
+    let remote_control =
+        RemoteControl::connect(&format!("http://{control_addr}"), INTERNAL_SECRET, &redis)
+            .await
+            .expect("remote control");
+    let users = RemoteUsers::connect(remote_control.clone(), &redis)
+        .await
+        .expect("remote users");
+    let remote_sfu = RemoteSfu::new(&format!("http://{sfu_addr}"), SFU_SECRET).expect("remote SFU");
+    let signaling = Signaling::with_options(
+        SignalingConfig::default(),
+        Arc::new(remote_control),
+        Arc::new(remote_sfu),
+        Default::default(),
+        NodeOptions {
+            users: Some(Arc::new(users)),
+            redis: Some(redis::Client::open(redis.as_str()).unwrap()),
+        },
+    )
+    .await
+    .expect("signaling starts");
+    let (sig_addr, sig_task) = serve(signaling.router()).await;
+
+    let rest = Rest {
+        base: format!("http://{control_addr}"),
+        http: reqwest::Client::new(),
+    };
+    let (alice, alice_id) = rest.user("alice").await;
+    let (bob, bob_id) = rest.user("bob").await;
+    let (s, chat) = rest
+        .post(
+            "/v1/chats",
+            Some(&alice),
+            json!({"member_emails": ["bob@example.org"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{chat}");
+    let chat_id: uuid::Uuid = chat["id"].as_str().unwrap().parse().unwrap();
+    let send = |text: &'static str, client_id: &'static str| {
+        let rest = &rest;
+        let alice = &alice;
+        async move {
+            let (s, m) = rest
+                .post(
+                    &format!("/v1/chats/{chat_id}/messages"),
+                    Some(alice),
+                    json!({"text": text, "client_id": client_id}),
+                )
+                .await;
+            assert_eq!(s, 201, "{m}");
+        }
+    };
+    send("before bob connects", "m1").await;
+
+    // A bad token is an error on the socket, which stays usable.
+    let mut bob_ws = Client::connect(sig_addr).await;
+    bob_ws
+        .send(&ClientMessage::Hello {
+            access_token: "not-a-token".into(),
+        })
+        .await;
+    bob_ws
+        .expect("error for a bad token", |m| {
+            matches!(m, ServerMessage::Error { .. }).then_some(())
+        })
+        .await;
+    assert_eq!(bob_ws.hello(&bob).await.to_string(), bob_id);
+
+    // Catch-up through the internal API.
+    bob_ws
+        .send(&ClientMessage::Sync {
+            chat_id,
+            after_seq: 0,
+        })
+        .await;
+    assert_eq!(
+        bob_ws.message(chat_id).await,
+        (1, "before bob connects".to_string())
+    );
+
+    // Live: typing published by this node, a message from the control plane.
+    let mut alice_ws = Client::connect(sig_addr).await;
+    assert_eq!(alice_ws.hello(&alice).await.to_string(), alice_id);
+    alice_ws.send(&ClientMessage::Typing { chat_id }).await;
+    let typing = bob_ws
+        .expect("typing", |m| match m {
+            ServerMessage::Typing {
+                chat_id: c,
+                user_id,
+            } if *c == chat_id => Some(*user_id),
+            _ => None,
+        })
+        .await;
+    assert_eq!(typing.to_string(), alice_id);
+    send("live", "m2").await;
+    assert_eq!(bob_ws.message(chat_id).await, (2, "live".to_string()));
 
     sig_task.abort();
     control_task.abort();
