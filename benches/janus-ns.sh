@@ -16,7 +16,7 @@
 # stays in the loopback range; the namespace has no route out. libnice binds
 # its sockets to that interface, which cannot send to 127.0.0.1 (EINVAL):
 # peers must use 127.0.0.2 too (`convene-load --bind-ip 127.0.0.2`).
-# `unshare --map-root-user` makes this work without root where user
+# Without root, `unshare --map-root-user` makes this work where user
 # namespaces are enabled.
 set -euo pipefail
 
@@ -82,7 +82,10 @@ cors: {
 EOF
 
 export JANUS_PORT JANUS_CPUS="${JANUS_CPUS:-all}" JCFG="$tmp" JLOG="$log"
-unshare --map-root-user --net bash -s -- "$@" <<'INNER'
+# Root needs no user namespace (they may be disabled where root may still
+# make network namespaces); anyone else maps themselves to root in one.
+if [ "$(id -u)" = 0 ]; then ns=(unshare --net); else ns=(unshare --map-root-user --net); fi
+"${ns[@]}" bash -s -- "$@" <<'INNER'
 set -euo pipefail
 ip link set lo up
 ip link add cvl0 type veth peer name cvl1
