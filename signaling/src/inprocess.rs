@@ -306,14 +306,6 @@ impl ControlPort for InProcessControl {
 #[derive(Clone)]
 pub struct InProcessUsers(pub Control);
 
-pub(crate) fn summary(chat: convene_proto::collab::Chat) -> ChatSummary {
-    ChatSummary {
-        chat_id: chat.id,
-        last_seq: chat.last_seq,
-        members: chat.members.iter().map(|m| m.user_id).collect(),
-    }
-}
-
 #[async_trait]
 impl UserPort for InProcessUsers {
     async fn authenticate(&self, access_token: &str) -> Result<Uuid, PortError> {
@@ -326,7 +318,7 @@ impl UserPort for InProcessUsers {
     async fn chats(&self, user: Uuid) -> Result<Vec<ChatSummary>, PortError> {
         let actor = self.0.actor(user).await.map_err(control_error)?;
         let chats = self.0.all_chats(&actor).await.map_err(control_error)?;
-        Ok(chats.into_iter().map(summary).collect())
+        Ok(chats.into_iter().map(ChatSummary::from).collect())
     }
 
     async fn chat(&self, user: Uuid, chat: Uuid) -> Result<ChatSummary, PortError> {
@@ -334,7 +326,7 @@ impl UserPort for InProcessUsers {
         self.0
             .get_chat(&actor, chat)
             .await
-            .map(summary)
+            .map(ChatSummary::from)
             .map_err(control_error)
     }
 

@@ -149,6 +149,16 @@ pub struct ChatSummary {
     pub members: Vec<Uuid>,
 }
 
+impl From<convene_proto::collab::Chat> for ChatSummary {
+    fn from(chat: convene_proto::collab::Chat) -> Self {
+        Self {
+            chat_id: chat.id,
+            last_seq: chat.last_seq,
+            members: chat.members.iter().map(|m| m.user_id).collect(),
+        }
+    }
+}
+
 /// What the user-level channel (`hello`: chats, typing, presence) needs from
 /// the control plane, whose database and chat bus are the source of truth.
 #[async_trait]

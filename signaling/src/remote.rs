@@ -238,14 +238,6 @@ impl RemoteUsers {
     }
 }
 
-fn summary(chat: Chat) -> ChatSummary {
-    ChatSummary {
-        chat_id: chat.id,
-        last_seq: chat.last_seq,
-        members: chat.members.iter().map(|m| m.user_id).collect(),
-    }
-}
-
 #[async_trait]
 impl UserPort for RemoteUsers {
     async fn authenticate(&self, access_token: &str) -> Result<Uuid, PortError> {
@@ -264,13 +256,13 @@ impl UserPort for RemoteUsers {
             .control
             .call(Method::GET, &Self::user_path(user, "chats"), NO_BODY)
             .await?;
-        Ok(chats.into_iter().map(summary).collect())
+        Ok(chats.into_iter().map(ChatSummary::from).collect())
     }
 
     async fn chat(&self, user: Uuid, chat: Uuid) -> Result<ChatSummary, PortError> {
         let path = Self::user_path(user, &format!("chats/{chat}"));
         let chat: Chat = self.control.call(Method::GET, &path, NO_BODY).await?;
-        Ok(summary(chat))
+        Ok(chat.into())
     }
 
     async fn messages_after(

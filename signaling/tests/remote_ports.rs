@@ -69,6 +69,50 @@ async fn serve(app: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
+/// The control plane (SQLite in a temporary directory, events on Redis) and
+/// the SFU with its HTTP API, each on its own loopback port.
+struct Services {
+    control: Control,
+    control_addr: SocketAddr,
+    control_task: tokio::task::JoinHandle<()>,
+    sfu: convene_sfu::Sfu,
+    sfu_addr: SocketAddr,
+    _sfu_handle: convene_sfu::SfuHandle,
+    _dir: tempfile::TempDir,
+}
+
+async fn services(redis: &str) -> Services {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("convene.db");
+    let mut cc = ControlConfig::for_tests(format!("sqlite://{}?mode=rwc", db.display()));
+    cc.redis_url = Some(redis.to_string());
+    assert_eq!(cc.internal_secret.as_deref(), Some(INTERNAL_SECRET));
+    let control = Control::start(cc).await.expect("control plane starts");
+    let (control_addr, control_task) = serve(control.router()).await;
+
+    // The SFU with its HTTP API.
+    let sfu_config = convene_sfu::SfuConfig {
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        http_secret: Some(SFU_SECRET.to_string().into()),
+        // The test's peer never sends media; let the SFU drop it soon, so
+        // its event stream has something to carry.
+        ice_timeout_ms: 2_000,
+        ..convene_sfu::SfuConfig::for_tests()
+    };
+    let (sfu, sfu_handle) = convene_sfu::start(sfu_config).await.expect("SFU starts");
+    let sfu_addr = sfu.http_addr().expect("SFU HTTP API bound");
+
+    Services {
+        control,
+        control_addr,
+        control_task,
+        sfu,
+        sfu_addr,
+        _sfu_handle: sfu_handle,
+        _dir: dir,
+    }
+}
+
 struct Rest {
     base: String,
     http: reqwest::Client,
@@ -158,26 +202,15 @@ async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
         return;
     };
 
-    // The control plane: SQLite in a temp dir, events on Redis.
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("convene.db");
-    let mut cc = ControlConfig::for_tests(format!("sqlite://{}?mode=rwc", db.display()));
-    cc.redis_url = Some(redis.clone());
-    assert_eq!(cc.internal_secret.as_deref(), Some(INTERNAL_SECRET));
-    let control = Control::start(cc).await.expect("control plane starts");
-    let (control_addr, control_task) = serve(control.router()).await;
-
-    // The SFU with its HTTP API.
-    let sfu_config = convene_sfu::SfuConfig {
-        http_addr: Some("127.0.0.1:0".parse().unwrap()),
-        http_secret: Some(SFU_SECRET.to_string().into()),
-        // The test's peer never sends media; let the SFU drop it soon, so
-        // its event stream has something to carry.
-        ice_timeout_ms: 2_000,
-        ..convene_sfu::SfuConfig::for_tests()
-    };
-    let (sfu, _handle) = convene_sfu::start(sfu_config).await.expect("SFU starts");
-    let sfu_addr = sfu.http_addr().expect("SFU HTTP API bound");
+    let Services {
+        control,
+        control_addr,
+        control_task,
+        sfu,
+        sfu_addr,
+        _sfu_handle,
+        _dir,
+    } = services(&redis).await;
 
     // Signaling on the remote ports only.
     let remote_control =
@@ -363,20 +396,15 @@ async fn chats_on_remote_user_port() {
     let Some(redis) = redis_available().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("convene.db");
-    let mut cc = ControlConfig::for_tests(format!("sqlite://{}?mode=rwc", db.display()));
-    cc.redis_url = Some(redis.clone());
-    let control = Control::start(cc).await.expect("control plane starts");
-    let (control_addr, control_task) = serve(control.router()).await;
-    let sfu_config = convene_sfu::SfuConfig {
-        http_addr: Some("127.0.0.1:0".parse().unwrap()),
-        http_secret: Some(SFU_SECRET.to_string().into()),
-        ..convene_sfu::SfuConfig::for_tests()
-    };
-    let (sfu, _handle) = convene_sfu::start(sfu_config).await.expect("SFU starts");
-    let sfu_addr = sfu.http_addr().expect("SFU HTTP API bound");
-
+    let Services {
+        control,
+        control_addr,
+        control_task,
+        sfu,
+        sfu_addr,
+        _sfu_handle,
+        _dir,
+    } = services(&redis).await;
     let remote_control =
         RemoteControl::connect(&format!("http://{control_addr}"), INTERNAL_SECRET, &redis)
             .await
