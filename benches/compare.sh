@@ -122,7 +122,13 @@ def load(name):
         try:
             out.append(json.load(open(f"{tmp}/{name}-{r}.json")))
         except (OSError, ValueError):
-            print(f"{name} round {r}: no report (see its log)", file=sys.stderr)
+            print(f"{name} round {r}: no report (the generator's errors are above)", file=sys.stderr)
+            log = f"{tmp}/janus-{r}.log" if name == "janus" else f"{tmp}/convene.log"
+            try:
+                tail = open(log, errors="replace").read().splitlines()[-20:]
+                print("last lines of the server log:", *tail, sep="\n  ", file=sys.stderr)
+            except OSError:
+                pass
             out.append({})
     return out
 def mean(xs):
