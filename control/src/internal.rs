@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use convene_proto::collab::{Chat, ChatMessage};
-use convene_proto::control::WaitingEntry;
+use convene_proto::control::{Problem, WaitingEntry};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -25,13 +26,13 @@ use crate::{Actor, Control};
 pub const SECRET_HEADER: &str = crate::routes::INTERNAL_SECRET_HEADER;
 
 /// The moderator on whose behalf a moderation call is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ModeratorRequest {
     pub moderator_id: Uuid,
 }
 
 /// Body of `…/waiting/{user_id}/deny`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InternalDenyRequest {
     pub moderator_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,31 +41,32 @@ pub struct InternalDenyRequest {
 
 /// Answer of `…/waiting/{user_id}/touch`: the 1-based queue position, or
 /// `None` when the user is no longer waiting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TouchResponse {
     pub position: Option<u32>,
 }
 
 /// Answer of `…/participants/{user_id}/room-token`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RoomTokenResponse {
     pub token: String,
 }
 
 /// Body of `/internal/users/authenticate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuthenticateRequest {
     pub access_token: String,
 }
 
 /// Answer of `/internal/users/authenticate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuthenticateResponse {
     pub user_id: Uuid,
 }
 
 /// Query of `…/chats/{chat_id}/messages`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesAfterQuery {
     pub after_seq: i64,
     pub limit: usize,
@@ -148,7 +150,10 @@ fn actor(user: Uuid) -> Actor {
 }
 
 /// The whole queue in order; waiting entries carry their position.
-async fn waiting(
+#[utoipa::path(get, path = "/v1/internal/conferences/{id}/waiting", tag = "internal",
+    params(("id" = Uuid, Path, description = "conference"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 200, body = Vec<WaitingEntry>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn waiting(
     State(c): State<Control>,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
@@ -157,7 +162,10 @@ async fn waiting(
     Ok(Json(c.waiting_queue(id).await?))
 }
 
-async fn touch(
+#[utoipa::path(post, path = "/v1/internal/conferences/{id}/waiting/{user_id}/touch", tag = "internal",
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 200, body = TouchResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn touch(
     State(c): State<Control>,
     headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
@@ -173,7 +181,10 @@ async fn touch(
     Ok(Json(TouchResponse { position }))
 }
 
-async fn leave(
+#[utoipa::path(post, path = "/v1/internal/conferences/{id}/waiting/{user_id}/leave", tag = "internal",
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn leave(
     State(c): State<Control>,
     headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
@@ -183,7 +194,10 @@ async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn admit(
+#[utoipa::path(post, path = "/v1/internal/conferences/{id}/waiting/{user_id}/admit", tag = "internal", request_body = ModeratorRequest,
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 200, body = WaitingEntry), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn admit(
     State(c): State<Control>,
     headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
@@ -193,7 +207,10 @@ async fn admit(
     Ok(Json(c.admit(&actor(req.moderator_id), id, user).await?))
 }
 
-async fn deny(
+#[utoipa::path(post, path = "/v1/internal/conferences/{id}/waiting/{user_id}/deny", tag = "internal", request_body = InternalDenyRequest,
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 200, body = WaitingEntry), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn deny(
     State(c): State<Control>,
     headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
@@ -206,7 +223,10 @@ async fn deny(
     ))
 }
 
-async fn admit_all(
+#[utoipa::path(post, path = "/v1/internal/conferences/{id}/waiting/admit-all", tag = "internal", request_body = ModeratorRequest,
+    params(("id" = Uuid, Path, description = "conference"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 200, body = Vec<WaitingEntry>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn admit_all(
     State(c): State<Control>,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
@@ -216,7 +236,10 @@ async fn admit_all(
     Ok(Json(c.admit_all(&actor(req.moderator_id), id).await?))
 }
 
-async fn move_to_waiting(
+#[utoipa::path(post, path = "/v1/internal/conferences/{id}/participants/{user_id}/move-to-waiting", tag = "internal", request_body = ModeratorRequest,
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 200, body = WaitingEntry), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn move_to_waiting(
     State(c): State<Control>,
     headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
@@ -229,7 +252,10 @@ async fn move_to_waiting(
     ))
 }
 
-async fn remove(
+#[utoipa::path(post, path = "/v1/internal/conferences/{id}/participants/{user_id}/remove", tag = "internal", request_body = ModeratorRequest,
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn remove(
     State(c): State<Control>,
     headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
@@ -241,7 +267,10 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn end(
+#[utoipa::path(post, path = "/v1/internal/conferences/{id}/end", tag = "internal", request_body = ModeratorRequest,
+    params(("id" = Uuid, Path, description = "conference"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn end(
     State(c): State<Control>,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
@@ -254,7 +283,10 @@ async fn end(
 
 /// A room token for a user the control plane has admitted (or who needs no
 /// admission); 403 while the user still has to wait.
-async fn room_token(
+#[utoipa::path(post, path = "/v1/internal/conferences/{id}/participants/{user_id}/room-token", tag = "internal",
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 200, body = RoomTokenResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn room_token(
     State(c): State<Control>,
     headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
@@ -269,7 +301,10 @@ async fn room_token(
 }
 
 /// An access token (as sent in the WebSocket's `hello`) → its user.
-async fn authenticate(
+#[utoipa::path(post, path = "/v1/internal/users/authenticate", tag = "internal", request_body = AuthenticateRequest,
+    params(("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 200, body = AuthenticateResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn authenticate(
     State(c): State<Control>,
     headers: HeaderMap,
     Json(req): Json<AuthenticateRequest>,
@@ -282,7 +317,10 @@ async fn authenticate(
 }
 
 /// Every chat of the user.
-async fn chats(
+#[utoipa::path(get, path = "/v1/internal/users/{user_id}/chats", tag = "internal",
+    params(("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 200, body = Vec<Chat>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn chats(
     State(c): State<Control>,
     headers: HeaderMap,
     Path(user): Path<Uuid>,
@@ -293,7 +331,10 @@ async fn chats(
 }
 
 /// One chat, as the user sees it (404 when not a member).
-async fn chat(
+#[utoipa::path(get, path = "/v1/internal/users/{user_id}/chats/{chat_id}", tag = "internal",
+    params(("user_id" = Uuid, Path, description = "user"), ("chat_id" = Uuid, Path, description = "chat"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    responses((status = 200, body = Chat), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn chat(
     State(c): State<Control>,
     headers: HeaderMap,
     Path((user, chat)): Path<(Uuid, Uuid)>,
@@ -304,7 +345,10 @@ async fn chat(
 }
 
 /// Messages after a sequence number, oldest first.
-async fn messages_after(
+#[utoipa::path(get, path = "/v1/internal/users/{user_id}/chats/{chat_id}/messages", tag = "internal",
+    params(("user_id" = Uuid, Path, description = "user"), ("chat_id" = Uuid, Path, description = "chat"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret"), MessagesAfterQuery),
+    responses((status = 200, body = Vec<ChatMessage>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn messages_after(
     State(c): State<Control>,
     headers: HeaderMap,
     Path((user, chat)): Path<(Uuid, Uuid)>,

@@ -6,7 +6,7 @@ use convene_proto::ice::IceServer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes;
+use crate::{internal, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,10 @@ use crate::routes;
         routes::list_chats, routes::create_chat, routes::get_chat, routes::add_chat_member,
         routes::remove_chat_member, routes::list_messages, routes::send_message, routes::mark_read,
         routes::edit_message,
+        internal::waiting, internal::touch, internal::leave, internal::admit, internal::deny,
+        internal::admit_all, internal::move_to_waiting, internal::remove, internal::end,
+        internal::room_token, internal::authenticate, internal::chats, internal::chat,
+        internal::messages_after,
     ),
     components(schemas(Problem, IceServer, Grants, RoomClaims, convene_proto::events::ConferenceEvent,
         convene_proto::collab::ChatEvent)),

@@ -1126,6 +1126,10 @@ async fn ops_endpoints(backend: Backend) {
         "/v1/teams/{id}/members/{user_id}",
         "/v1/conferences/{id}/join",
         "/v1/conferences/{id}/waiting/{user_id}/admit",
+        "/v1/internal/tokens/verify",
+        "/v1/internal/conferences/{id}/waiting/{user_id}/admit",
+        "/v1/internal/users/authenticate",
+        "/v1/internal/users/{user_id}/chats/{chat_id}/messages",
     ] {
         assert!(paths.contains_key(p), "missing {p}");
     }
