@@ -9,7 +9,6 @@
 //! browser part must finish within two minutes.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod browser;
@@ -17,9 +16,6 @@ mod browser;
 /// How long one step (a message arriving, a tick turning) may take.
 const STEP: Duration = Duration::from_secs(15);
 
-use browser::{
-    find, free_tcp, free_udp_port, skip_or_fail, wait_http, Killed, CHROMEDRIVER, CHROMIUM,
-};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -237,47 +233,17 @@ async fn scenario(a: Client, b: Client, base: String, ada: Value, bob: Value, ha
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_arrives_live_is_read_and_its_edit_follows() {
-    let (Some(chromium), Some(chromedriver)) = (find(CHROMIUM), find(CHROMEDRIVER)) else {
-        skip_or_fail(
-            "browser chat test",
-            "chromium and chromedriver are not installed",
-        );
+    let Some(stack) =
+        browser::start("browser chat test", "chat-secret-chat-secret-chat-secret").await
+    else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let http = free_tcp();
-    let udp = free_udp_port();
-    let _server = Killed(
-        Command::new(env!("CARGO_BIN_EXE_convene"))
-            .args([
-                "up",
-                "--http-addr",
-                &http.to_string(),
-                "--udp-port",
-                &udp.to_string(),
-            ])
-            .arg("--data-dir")
-            .arg(work.path().join("data"))
-            .env("CONVENE_JWT_SECRET", "chat-secret-chat-secret-chat-secret")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("convene up starts"),
+    let (base, driver, chromium) = (
+        stack.base.clone(),
+        stack.driver.clone(),
+        stack.chromium.clone(),
     );
-    let base = format!("http://{http}");
-    wait_http(&format!("{base}/healthz"), Duration::from_secs(30)).await;
-
-    let driver_addr = free_tcp();
-    let _driver = Killed(
-        Command::new(&chromedriver)
-            .arg(format!("--port={}", driver_addr.port()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    let driver = format!("http://{driver_addr}");
-    wait_http(&format!("{driver}/status"), Duration::from_secs(20)).await;
+    let work = &stack.work;
 
     let ada = user(&base, "ada").await;
     let bob = user(&base, "bob").await;

@@ -7,14 +7,10 @@
 //! unless `CI` is set.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod browser;
 
-use browser::{
-    find, free_tcp, free_udp_port, skip_or_fail, wait_http, Killed, CHROMEDRIVER, CHROMIUM,
-};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -121,47 +117,20 @@ async fn until_media(c: &Client, within: Duration) -> (Value, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
-    let (Some(chromium), Some(chromedriver)) = (find(CHROMIUM), find(CHROMEDRIVER)) else {
-        skip_or_fail(
-            "browser end-to-end test",
-            "chromium and chromedriver are not installed",
-        );
+    let Some(stack) = browser::start(
+        "browser end-to-end test",
+        "e2e-secret-e2e-secret-e2e-secret",
+    )
+    .await
+    else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let http = free_tcp();
-    let udp = free_udp_port();
-    let _server = Killed(
-        Command::new(env!("CARGO_BIN_EXE_convene"))
-            .args([
-                "up",
-                "--http-addr",
-                &http.to_string(),
-                "--udp-port",
-                &udp.to_string(),
-            ])
-            .arg("--data-dir")
-            .arg(work.path().join("data"))
-            .env("CONVENE_JWT_SECRET", "e2e-secret-e2e-secret-e2e-secret")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("convene up starts"),
+    let (base, driver, chromium) = (
+        stack.base.clone(),
+        stack.driver.clone(),
+        stack.chromium.clone(),
     );
-    let base = format!("http://{http}");
-    wait_http(&format!("{base}/healthz"), Duration::from_secs(30)).await;
-
-    let driver_addr = free_tcp();
-    let _driver = Killed(
-        Command::new(&chromedriver)
-            .arg(format!("--port={}", driver_addr.port()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    let driver = format!("http://{driver_addr}");
-    wait_http(&format!("{driver}/status"), Duration::from_secs(20)).await;
+    let work = &stack.work;
 
     // Accounts, team and conference through the REST API.
     let api = Api {
