@@ -124,8 +124,9 @@ pub(crate) fn routes() -> Router<Control> {
         )
 }
 
-/// Checks the shared secret in constant time.
-fn authorize(c: &Control, headers: &HeaderMap) -> ApiResult<()> {
+/// Whether the request carries the shared secret (compared in constant
+/// time); 403 when the internal API is disabled (no secret configured).
+pub(crate) fn secret_matches(c: &Control, headers: &HeaderMap) -> ApiResult<bool> {
     let expected = c
         .config()
         .internal_secret
@@ -136,12 +137,18 @@ fn authorize(c: &Control, headers: &HeaderMap) -> ApiResult<()> {
         .get(SECRET_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if given.is_empty() || !constant_time_eq(given, expected.as_bytes()) {
-        return Err(ApiError::Unauthorized(
+    Ok(!given.is_empty() && constant_time_eq(given, expected.as_bytes()))
+}
+
+/// 401 without the shared secret.
+fn authorize(c: &Control, headers: &HeaderMap) -> ApiResult<()> {
+    if secret_matches(c, headers)? {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
             "missing or invalid internal secret".into(),
-        ));
+        ))
     }
-    Ok(())
 }
 
 /// Service calls take an actor; only the user id matters for permissions.

@@ -17,7 +17,6 @@ use crate::chats::MessagesQuery;
 use crate::error::ApiError;
 use crate::extract::{ClientIp, Json, Path, Query};
 use crate::pagination::PageParams;
-use crate::tokens::constant_time_eq;
 use crate::{Actor, Control};
 
 /// Header carrying the shared secret of `/v1/internal/*`.
@@ -778,17 +777,9 @@ pub(crate) async fn verify_token(
     headers: HeaderMap,
     Json(req): Json<VerifyTokenRequest>,
 ) -> ApiResult<Json<RoomClaims>> {
-    let expected = c
-        .config()
-        .internal_secret
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::Forbidden("internal API is disabled".into()))?;
-    let given = headers
-        .get(INTERNAL_SECRET_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    if !constant_time_eq(given, expected.as_bytes()) {
+    // 403 here (the other internal endpoints answer 401), so a wrong secret
+    // stays distinguishable from a bad token (401).
+    if !crate::internal::secret_matches(&c, &headers)? {
         return Err(ApiError::Forbidden("invalid internal secret".into()));
     }
     Ok(Json(c.verify_room_token(&req.token).await?))
