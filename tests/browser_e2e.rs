@@ -48,6 +48,25 @@ impl Api {
     }
 }
 
+/// The text of the element matching `css`. The page re-renders as state
+/// arrives (the waiting position is refreshed), so an element found a moment
+/// ago may be gone: find it again then.
+async fn text_of(c: &Client, css: &str) -> String {
+    let mut last = None;
+    for _ in 0..20 {
+        let found = c.wait().for_element(Locator::Css(css)).await;
+        match found {
+            Ok(e) => match e.text().await {
+                Ok(t) => return t,
+                Err(err) => last = Some(err),
+            },
+            Err(err) => last = Some(err),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no text for {css}: {last:?}");
+}
+
 async fn browser(driver: &str, chromium: &Path, profile: &Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -173,7 +192,7 @@ async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
         open_signed_in(&b, &base, &bob, &format!("#/conf/{conf_id}")).await;
         b.wait().for_element(Locator::Css("#join")).await.unwrap().click().await.unwrap();
         b.wait().for_element(Locator::Css("[data-test=waiting]")).await.unwrap();
-        let position = b.find(Locator::Css("#position")).await.unwrap().text().await.unwrap();
+        let position = text_of(&b, "#position").await;
         assert_eq!(position, "1");
 
         // The moderator sees bob in the waiting list and admits him.
