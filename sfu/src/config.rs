@@ -16,6 +16,10 @@ pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 500;
 /// negotiate no audio RTX), so today this cache stays empty.
 pub const DEFAULT_SEND_BUFFER_AUDIO: usize = 200;
 
+/// 8 MiB: about 7,000 MTU-sized datagrams, a keyframe burst to a few
+/// hundred subscribers.
+pub const DEFAULT_SOCKET_BUFFER: usize = 8 << 20;
+
 fn default_workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -26,7 +30,9 @@ fn default_workers() -> usize {
 /// except `--udp-port`, the one every deployment sets.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SfuConfig {
-    /// UDP port multiplexing all participants' media.
+    /// First UDP media port. Worker `i` owns port `udp_port + i` and
+    /// multiplexes all media of its participants on it (open the range
+    /// `udp_port .. udp_port + workers - 1`). 0 picks ephemeral ports.
     #[arg(
         long = "udp-port",
         env = "CONVENE_SFU_UDP_PORT",
@@ -103,9 +109,30 @@ pub struct SfuConfig {
     #[arg(long = "sfu-bwe-initial-kbps", default_value_t = 1500)]
     pub bwe_initial_kbps: u64,
 
-    /// Datagrams queued from the UDP edge to one worker before dropping.
+    /// Control commands (join, answer, subscribe...) queued per worker
+    /// before callers are told to retry.
     #[arg(long = "sfu-worker-queue", default_value_t = 8192)]
     pub worker_queue: usize,
+
+    /// Kernel receive buffer asked for each media socket (bytes). Above
+    /// `net.core.rmem_max` it needs CAP_NET_ADMIN; the granted size is logged.
+    #[arg(long = "sfu-socket-recv-buffer", default_value_t = DEFAULT_SOCKET_BUFFER)]
+    pub socket_recv_buffer: usize,
+
+    /// Kernel send buffer asked for each media socket (bytes): one fan-out
+    /// of a keyframe must fit.
+    #[arg(long = "sfu-socket-send-buffer", default_value_t = DEFAULT_SOCKET_BUFFER)]
+    pub socket_send_buffer: usize,
+
+    /// Pace forwarded media through str0m's leaky-bucket pacer. Off: media
+    /// leaves with the fan-out that produced it and congestion is answered
+    /// by the layer choice. On only to compare.
+    #[arg(
+        long = "sfu-pace-media",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub pace_media: bool,
 
     /// Serve the control API as HTTP/JSON on this (internal) address.
     /// Off unless set; needs `http_secret`.
@@ -187,6 +214,9 @@ impl Default for SfuConfig {
             dtls_timeout_ms: 10_000,
             bwe_initial_kbps: 1500,
             worker_queue: 8192,
+            socket_recv_buffer: DEFAULT_SOCKET_BUFFER,
+            socket_send_buffer: DEFAULT_SOCKET_BUFFER,
+            pace_media: false,
             http_addr: None,
             http_secret: None,
         }

@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use convene_proto::sfu::{
 use tokio::sync::{broadcast, oneshot};
 
 use crate::error::SfuError;
-use crate::shard::{Command, Reply, ShardMsg};
+use crate::shard::{Command, Mailbox, Reply, ShardMsg};
 
 #[derive(Clone)]
 pub struct SfuHandle {
@@ -24,7 +24,7 @@ pub struct SfuHandle {
 }
 
 struct Inner {
-    shards: Vec<SyncSender<ShardMsg>>,
+    shards: Vec<Mailbox>,
     events: broadcast::Sender<SfuEvent>,
 }
 
@@ -33,10 +33,7 @@ struct Inner {
 const SEND_RETRIES: u32 = 200;
 
 impl SfuHandle {
-    pub(crate) fn new(
-        shards: Vec<SyncSender<ShardMsg>>,
-        events: broadcast::Sender<SfuEvent>,
-    ) -> Self {
+    pub(crate) fn new(shards: Vec<Mailbox>, events: broadcast::Sender<SfuEvent>) -> Self {
         Self {
             inner: Arc::new(Inner { shards, events }),
         }
@@ -48,7 +45,7 @@ impl SfuHandle {
         self.inner.events.subscribe()
     }
 
-    fn shard_for(&self, room_id: &str) -> &SyncSender<ShardMsg> {
+    fn shard_for(&self, room_id: &str) -> &Mailbox {
         let mut h = DefaultHasher::new();
         room_id.hash(&mut h);
         let i = (h.finish() % self.inner.shards.len() as u64) as usize;

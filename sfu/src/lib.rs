@@ -4,25 +4,26 @@
 //! the SFU forwards their RTP to every subscriber without transcoding. The
 //! forwarding core ([`core`]) is sans-IO: it takes packets and the current
 //! time and returns what to send, so it is tested with a virtual clock and no
-//! sockets. Around it, a UDP edge thread demultiplexes the shared media port
-//! and worker threads ([`SfuConfig::workers`]) each own a shard of the rooms
-//! with their str0m `Rtc` instances. See `docs/architecture.md`.
+//! sockets. Around it, worker threads ([`SfuConfig::workers`]) each own a
+//! shard of the rooms with their str0m `Rtc` instances and one UDP port
+//! (`udp_port + index`) read and written in batches. See
+//! `docs/architecture.md`.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod core;
 pub mod demux;
-mod edge;
 pub mod error;
 mod handle;
 pub mod http;
 pub mod metrics;
 mod peer;
 mod shard;
+pub mod udp;
+mod worker;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -39,26 +40,29 @@ use tracing::info;
 
 /// Events buffered per receiver before the slowest one starts lagging.
 const EVENT_CAPACITY: usize = 4096;
-/// Receive buffers kept for reuse between the edge and the workers.
-const BUFFER_POOL: usize = 4096;
 
 /// The running SFU: owns the threads. Dropping it without `shutdown` leaves
 /// the threads running until the process exits.
 pub struct Sfu {
-    local_addr: SocketAddr,
+    local_addrs: Vec<SocketAddr>,
     http_addr: Option<SocketAddr>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     http_task: Option<tokio::task::JoinHandle<()>>,
     metrics: Metrics,
-    stop: Arc<AtomicBool>,
-    shards: Vec<SyncSender<shard::ShardMsg>>,
+    shards: Vec<shard::Mailbox>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Sfu {
-    /// The bound UDP media address (useful with `udp_port = 0`).
+    /// The first worker's bound UDP media address (useful with
+    /// `udp_port = 0`).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
+    }
+
+    /// Every worker's bound UDP media address, by worker index.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     /// The bound address of the HTTP control API, when enabled.
@@ -95,7 +99,6 @@ impl Sfu {
             let s = s.clone();
             let _ = tokio::task::spawn_blocking(move || s.send(shard::ShardMsg::Shutdown)).await;
         }
-        self.stop.store(true, Ordering::Relaxed);
         let threads = self.threads;
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
@@ -107,7 +110,7 @@ impl Sfu {
     }
 }
 
-/// Bind the media port and start the edge and worker threads.
+/// Bind the media ports and start the worker threads.
 pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuHandle), SfuError> {
     if config.workers == 0 {
         return Err(SfuError::Config("workers must be at least 1".into()));
@@ -115,60 +118,62 @@ pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuHandle), SfuError> {
     if config.public_ips.is_empty() {
         return Err(SfuError::Config("at least one public IP is needed".into()));
     }
-    let bind = SocketAddr::new(config.bind_ip, config.udp_port);
-    let socket = UdpSocket::bind(bind).map_err(|source| SfuError::Bind { addr: bind, source })?;
-    let local_addr = socket.local_addr()?;
-    let port = local_addr.port();
-    let local_addrs: Vec<SocketAddr> = config
-        .public_ips
-        .iter()
-        .map(|ip| SocketAddr::new(*ip, port))
-        .collect();
+    if usize::from(u16::MAX - config.udp_port) + 1 < config.workers && config.udp_port != 0 {
+        return Err(SfuError::Config(format!(
+            "{} workers need ports {}..{}, past 65535",
+            config.workers,
+            config.udp_port,
+            usize::from(config.udp_port) + config.workers - 1
+        )));
+    }
     let metrics = Metrics::new()?;
-    let routes = Arc::new(edge::Routes::default());
     let (events, _) = broadcast::channel(EVENT_CAPACITY);
-    let (buf_tx, buf_rx) = sync_channel(BUFFER_POOL);
     let next_key = Arc::new(AtomicU64::new(1));
     let config = Arc::new(config);
-    let stop = Arc::new(AtomicBool::new(false));
+    let sizes = udp::BufferSizes {
+        recv: config.socket_recv_buffer,
+        send: config.socket_send_buffer,
+    };
 
     let mut shards = Vec::new();
     let mut threads = Vec::new();
+    let mut bound = Vec::new();
+    let mut candidates = Vec::new();
     for index in 0..config.workers {
-        let (tx, rx) = sync_channel(config.worker_queue);
-        shards.push(tx);
-        let shard = shard::Shard {
-            index,
-            rx,
-            socket: socket.try_clone()?,
-            routes: routes.clone(),
-            buffers: buf_tx.clone(),
-            events: events.clone(),
-            metrics: metrics.clone(),
-            config: config.clone(),
-            local_addrs: local_addrs.clone(),
-            next_key: next_key.clone(),
+        // Port 0 (tests): every worker gets its own ephemeral port.
+        let port = match config.udp_port {
+            0 => 0,
+            p => p + index as u16,
         };
+        let addr = SocketAddr::new(config.bind_ip, port);
+        let socket = udp::MediaSocket::bind(addr, sizes)
+            .map_err(|source| SfuError::Bind { addr, source })?;
+        let local = socket.local_addr();
+        let local_addrs: Vec<SocketAddr> = config
+            .public_ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, local.port()))
+            .collect();
+        candidates.extend(local_addrs.iter().copied());
+        let worker = worker::Worker::new(
+            config.clone(),
+            local_addrs,
+            events.clone(),
+            metrics.clone(),
+            next_key.clone(),
+            std::time::Instant::now(),
+        );
+        let (shard, mailbox) = shard::Shard::new(socket, worker, config.worker_queue)?;
+        shards.push(mailbox);
+        bound.push(local);
         threads.push(
             std::thread::Builder::new()
                 .name(format!("sfu-worker-{index}"))
                 .spawn(move || shard.run())?,
         );
     }
-    let edge = edge::Edge {
-        socket,
-        routes,
-        shards: shards.clone(),
-        buffers: buf_rx,
-        metrics: metrics.clone(),
-        stop: stop.clone(),
-    };
-    threads.push(
-        std::thread::Builder::new()
-            .name("sfu-udp-edge".into())
-            .spawn(move || edge.run())?,
-    );
-    info!(%local_addr, workers = config.workers, candidates = ?local_addrs, "SFU started");
+    let local_addr = bound[0];
+    info!(%local_addr, workers = config.workers, ?candidates, "SFU started");
     let handle = SfuHandle::new(shards.clone(), events);
     let (mut http_addr, mut http_stop, mut http_task) = (None, None, None);
     if let Some(addr) = config.http_addr {
@@ -200,12 +205,11 @@ pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuHandle), SfuError> {
     }
     Ok((
         Sfu {
-            local_addr,
+            local_addrs: bound,
             http_addr,
             http_stop,
             http_task,
             metrics,
-            stop,
             shards,
             threads,
         },

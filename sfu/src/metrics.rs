@@ -25,6 +25,7 @@ pub struct Metrics {
     pub layer_switches: IntCounter,
     pub bwe_estimate_bps: Histogram,
     pub forwarding_latency: Histogram,
+    pub egress_latency: Histogram,
     pub dropped: Dropped,
 }
 
@@ -33,7 +34,7 @@ pub struct Metrics {
 pub struct Dropped {
     pub malformed: IntCounter,
     pub unknown_peer: IntCounter,
-    pub queue_full: IntCounter,
+    pub send_failed: IntCounter,
     pub unknown_track: IntCounter,
     pub unknown_stream: IntCounter,
     pub muted: IntCounter,
@@ -73,7 +74,7 @@ impl Metrics {
         let dropped = Dropped {
             malformed: d("malformed"),
             unknown_peer: d("unknown_peer"),
-            queue_full: d("queue_full"),
+            send_failed: d("send_failed"),
             unknown_track: d("unknown_track"),
             unknown_stream: d("unknown_stream"),
             muted: d("muted"),
@@ -136,6 +137,11 @@ impl Metrics {
                 "Time from datagram receipt to the forwarded packet being queued for send",
                 prometheus::exponential_buckets(0.000_01, 2.0, 16)?,
             )?,
+            egress_latency: histogram(
+                "convene_sfu_egress_latency_seconds",
+                "Time from reading a datagram to handing the datagrams it caused (its fan-out) to the kernel",
+                prometheus::exponential_buckets(0.000_005, 2.0, 18)?,
+            )?,
             dropped,
             registry,
         })
@@ -174,6 +180,7 @@ mod tests {
             "convene_sfu_layer_switches_total",
             "convene_sfu_bwe_estimate_bps",
             "convene_sfu_forwarding_latency_seconds",
+            "convene_sfu_egress_latency_seconds",
         ] {
             assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
         }

@@ -1,7 +1,7 @@
 //! One participant's WebRTC session: a str0m `Rtc` in RTP mode plus the
 //! negotiation bookkeeping the SFU needs around it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use convene_proto::sfu::{DisconnectReason, Grants};
@@ -16,6 +16,10 @@ use crate::config::SfuConfig;
 use crate::core::{Codec, TrackKey};
 use crate::error::SfuError;
 
+/// Remote addresses remembered per participant (ICE candidate pairs that
+/// reached us; a client has a handful).
+const MAX_PATHS: usize = 8;
+
 pub struct Peer {
     pub room: String,
     pub participant_id: String,
@@ -24,6 +28,9 @@ pub struct Peer {
     pub ufrag: String,
     /// Local candidates, for picking the `destination` of received packets.
     pub local_addrs: Vec<SocketAddr>,
+    /// Remote addresses that passed a STUN check for us, with the local
+    /// address each sent to (replies must leave from it). Bounded.
+    paths: Vec<(SocketAddr, Option<IpAddr>)>,
     /// Our offer awaiting the client's answer.
     pub pending: Option<SdpPendingOffer>,
     /// Subscriptions in the pending offer: track -> our new m-line.
@@ -82,6 +89,7 @@ impl Peer {
             rtc,
             ufrag,
             local_addrs: local_addrs.clone(),
+            paths: Vec::new(),
             pending: None,
             negotiating: Vec::new(),
             deferred: Vec::new(),
@@ -105,17 +113,57 @@ impl Peer {
         Ok(peer)
     }
 
-    /// The local candidate a datagram from `source` arrived on.
-    ///
-    /// With one wildcard-bound socket the real destination address is not
-    /// known; str0m only accepts STUN for a known local candidate, so the
-    /// first announced address of the same family stands in for it.
-    pub fn destination_for(&self, source: SocketAddr) -> Option<SocketAddr> {
+    /// The local candidate a datagram from `source` to `local_ip` arrived
+    /// on. str0m only accepts STUN for a known local candidate; when the
+    /// address it was sent to is not one (an announced address behind 1:1
+    /// NAT, or the kernel did not say), the first announced address of the
+    /// same family stands in for it.
+    pub fn destination_for(&self, source: SocketAddr, local_ip: Option<IpAddr>) -> SocketAddr {
+        if let Some(a) = local_ip.and_then(|ip| self.local_addrs.iter().find(|a| a.ip() == ip)) {
+            return *a;
+        }
         self.local_addrs
             .iter()
             .find(|a| a.is_ipv4() == source.is_ipv4())
             .or(self.local_addrs.first())
             .copied()
+            .unwrap_or(source)
+    }
+
+    /// Remember a remote address that passed our STUN routing; returns one
+    /// that had to go to keep the list bounded.
+    pub fn add_path(&mut self, remote: SocketAddr) -> Option<SocketAddr> {
+        if self.paths.iter().any(|(r, _)| *r == remote) {
+            return None;
+        }
+        let evicted = (self.paths.len() >= MAX_PATHS).then(|| self.paths.remove(0).0);
+        self.paths.push((remote, None));
+        evicted
+    }
+
+    pub fn forget_path(&mut self, remote: SocketAddr) {
+        self.paths.retain(|(r, _)| *r != remote);
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.paths.iter().map(|(r, _)| *r)
+    }
+
+    /// The local address `remote`'s latest datagram was sent to.
+    pub fn note_local_ip(&mut self, remote: SocketAddr, local_ip: Option<IpAddr>) {
+        if let Some(p) = self.paths.iter_mut().find(|(r, _)| *r == remote) {
+            if local_ip.is_some() {
+                p.1 = local_ip;
+            }
+        }
+    }
+
+    /// The source address for a datagram to `remote`: the one it sends to.
+    pub fn local_ip_for(&self, remote: SocketAddr) -> Option<IpAddr> {
+        self.paths
+            .iter()
+            .find(|(r, _)| *r == remote)
+            .and_then(|(_, l)| *l)
     }
 
     pub fn needs_negotiation(&self) -> bool {

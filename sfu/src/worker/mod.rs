@@ -1,0 +1,314 @@
+//! The worker: the rooms, participants and str0m `Rtc`s of one thread.
+//!
+//! It does no I/O and reads no clock: the thread loop (`shard.rs`) hands it
+//! datagrams, commands and the time, and takes the datagrams it queues in
+//! [`Worker::on_sent`]. Everything a room touches lives on one worker, so
+//! forwarding from a publisher's `Rtc` to its subscribers' needs no lock.
+//! Every str0m mutation is followed by a full `poll_output` drain (str0m's
+//! contract).
+
+mod events;
+mod media;
+mod session;
+mod timers;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use convene_proto::sfu::{DisconnectReason, SfuEvent};
+use str0m::media::KeyframeRequestKind;
+use str0m::net::{Protocol, Receive};
+use str0m::{Input, Output};
+use tokio::sync::broadcast;
+use tracing::{debug, warn};
+
+use crate::config::SfuConfig;
+use crate::core::{Action, ParticipantKey, Room};
+use crate::demux::{classify, stun_local_ufrag, PacketClass};
+use crate::metrics::Metrics;
+use crate::peer::Peer;
+use crate::udp::{RecvMeta, Sent, Transmit};
+
+pub use timers::Timers;
+
+/// Periodic work (layer selection, speakers, liveness) runs this often.
+const TICK: Duration = Duration::from_millis(20);
+/// Publishers are reminded of the bitrate cap this often.
+const REMB_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct Worker {
+    events: broadcast::Sender<SfuEvent>,
+    metrics: Metrics,
+    config: Arc<SfuConfig>,
+    /// This worker's candidates: every announced IP with its port.
+    local_addrs: Vec<SocketAddr>,
+    next_key: Arc<AtomicU64>,
+    rooms: HashMap<String, Room>,
+    peers: HashMap<ParticipantKey, Peer>,
+    by_id: HashMap<(String, String), ParticipantKey>,
+    /// Server ufrag -> owner: how a STUN check finds its participant.
+    by_ufrag: HashMap<String, ParticipantKey>,
+    /// Remote address -> owner, learned from STUN checks: how DTLS and
+    /// SRTP find theirs.
+    by_addr: HashMap<SocketAddr, ParticipantKey>,
+    timers: Timers<ParticipantKey>,
+    /// The core appends here; moved to `queue` after each call.
+    scratch: Vec<Action>,
+    queue: VecDeque<Action>,
+    data_out: Vec<(ParticipantKey, Vec<u8>, bool)>,
+    /// Datagrams for the next [`Worker::on_sent`].
+    out: Vec<Transmit>,
+    /// Read time of the datagram being handled: the forwarding latency
+    /// metrics start here.
+    received_at: Option<Instant>,
+    next_tick: Instant,
+    last_remb: Instant,
+}
+
+impl Worker {
+    pub fn new(
+        config: Arc<SfuConfig>,
+        local_addrs: Vec<SocketAddr>,
+        events: broadcast::Sender<SfuEvent>,
+        metrics: Metrics,
+        next_key: Arc<AtomicU64>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            events,
+            metrics,
+            config,
+            local_addrs,
+            next_key,
+            rooms: HashMap::new(),
+            peers: HashMap::new(),
+            by_id: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            timers: Timers::default(),
+            scratch: Vec::with_capacity(256),
+            queue: VecDeque::with_capacity(256),
+            data_out: Vec::new(),
+            out: Vec::with_capacity(1024),
+            received_at: None,
+            next_tick: now,
+            last_remb: now,
+        }
+    }
+
+    /// When [`Worker::on_timeout`] wants to run next.
+    pub fn next_deadline(&self) -> Instant {
+        self.timers
+            .next()
+            .map_or(self.next_tick, |t| t.min(self.next_tick))
+    }
+
+    fn emit(&self, e: SfuEvent) {
+        // No receiver is fine: events are advisory.
+        let _ = self.events.send(e);
+    }
+
+    /// One datagram from the media socket, read at `read_at`.
+    pub fn on_datagram(&mut self, meta: RecvMeta, data: &[u8], read_at: Instant, now: Instant) {
+        self.metrics.packets_received.inc();
+        self.metrics.bytes_received.inc_by(meta.len as u64);
+        let source = meta.source;
+        let key = match classify(data) {
+            PacketClass::Unknown => {
+                self.metrics.dropped.malformed.inc();
+                return;
+            }
+            PacketClass::Stun => match stun_local_ufrag(data).and_then(|u| self.by_ufrag.get(u)) {
+                Some(&key) => {
+                    if self.by_addr.get(&source) != Some(&key) {
+                        self.learn_path(key, source);
+                    }
+                    Some(key)
+                }
+                // Binding responses/indications carry no USERNAME.
+                None => self.by_addr.get(&source).copied(),
+            },
+            PacketClass::Dtls | PacketClass::Rtp => self.by_addr.get(&source).copied(),
+        };
+        let Some(peer) = key.and_then(|k| self.peers.get_mut(&k)) else {
+            self.metrics.dropped.unknown_peer.inc();
+            return;
+        };
+        let key = key.expect("peer found by key");
+        peer.note_local_ip(source, meta.local_ip);
+        let Ok(contents) = data.try_into() else {
+            self.metrics.dropped.malformed.inc();
+            return;
+        };
+        let destination = peer.destination_for(source, meta.local_ip);
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        if let Err(e) = peer.rtc.handle_input(input) {
+            debug!(participant = %peer.participant_id, "input rejected: {e}");
+            self.metrics.dropped.rtc_error.inc();
+        }
+        self.received_at = Some(read_at);
+        self.drain(key, now);
+        self.flush(now);
+        self.received_at = None;
+    }
+
+    /// A STUN check from a new address for `key`: route that address to it
+    /// from now on. The remembered paths per participant are bounded, so a
+    /// spoofed flood of checks cannot grow the table.
+    fn learn_path(&mut self, key: ParticipantKey, source: SocketAddr) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if let Some(evicted) = peer.add_path(source) {
+            if self.by_addr.get(&evicted) == Some(&key) {
+                self.by_addr.remove(&evicted);
+            }
+        }
+        if let Some(old) = self.by_addr.insert(source, key) {
+            if let Some(p) = self.peers.get_mut(&old) {
+                p.forget_path(source);
+            }
+        }
+    }
+
+    /// Drain one peer's output until its next timeout.
+    fn drain(&mut self, key: ParticipantKey, now: Instant) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                return;
+            };
+            let out = match peer.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    warn!(participant = %peer.participant_id, "rtc failed: {e}");
+                    peer.dead.get_or_insert(DisconnectReason::PeerClosed);
+                    // Poll again later only to notice it is dead.
+                    peer.next_timeout = now + TICK;
+                    self.timers.set(key, peer.next_timeout);
+                    return;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    peer.next_timeout = t;
+                    self.timers.set(key, t);
+                    return;
+                }
+                Output::Transmit(t) => {
+                    let source = peer.local_ip_for(t.destination);
+                    self.out.push(Transmit {
+                        source,
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                        caused_by: self.received_at,
+                    });
+                }
+                Output::Event(e) => self.on_event(key, e, now),
+            }
+        }
+    }
+
+    /// Datagrams queued for the socket since the last [`Worker::on_sent`].
+    pub fn transmits(&mut self) -> &mut Vec<Transmit> {
+        &mut self.out
+    }
+
+    /// The socket took (or refused) the queued datagrams at `now`: close
+    /// the egress latency of those a received datagram caused.
+    pub fn on_sent(&mut self, sent: Sent, now: Instant) {
+        for t in &self.out {
+            if let Some(at) = t.caused_by {
+                self.metrics
+                    .egress_latency
+                    .observe(now.saturating_duration_since(at).as_secs_f64());
+            }
+        }
+        self.out.clear();
+        self.metrics.packets_sent.inc_by(sent.datagrams as u64);
+        self.metrics.bytes_sent.inc_by(sent.bytes as u64);
+        self.metrics.dropped.send_failed.inc_by(sent.failed as u64);
+    }
+
+    /// Timers that are due, the periodic tick, and their consequences.
+    pub fn on_timeout(&mut self, now: Instant) {
+        self.handle_timeouts(now);
+        if now >= self.next_tick {
+            self.tick(now);
+            self.next_tick = now + TICK;
+        }
+        self.flush(now);
+    }
+
+    /// Run queued actions to completion (writes may cause more actions).
+    fn flush(&mut self, now: Instant) {
+        while let Some(a) = self.queue.pop_front() {
+            match a {
+                Action::Forward(f) => self.forward(f, now),
+                Action::RequestKeyframe {
+                    publisher,
+                    mid,
+                    rid,
+                } => {
+                    if let Some(p) = self.peers.get_mut(&publisher) {
+                        let mut api = p.rtc.direct_api();
+                        if let Some(s) = api.stream_rx_by_mid(mid, rid) {
+                            s.request_keyframe(KeyframeRequestKind::Pli);
+                            self.metrics.keyframe_requests.inc();
+                        }
+                        self.drain(publisher, now);
+                    }
+                }
+                Action::Event(e) => {
+                    if matches!(e, SfuEvent::LayerChanged { .. }) {
+                        self.metrics.layer_switches.inc();
+                    }
+                    self.emit(e);
+                }
+            }
+        }
+        if !self.data_out.is_empty() {
+            let out = std::mem::take(&mut self.data_out);
+            for (from, data, binary) in &out {
+                self.broadcast_data(*from, data, *binary, now);
+            }
+            self.data_out = out;
+            self.data_out.clear();
+        }
+    }
+
+    /// Only the participants whose str0m timeout is due: O(work due), not
+    /// O(participants).
+    fn handle_timeouts(&mut self, now: Instant) {
+        while let Some(key) = self.timers.pop_due(now) {
+            let Some(p) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            if p.next_timeout > now {
+                // Woken early by an earlier deadline that moved later.
+                self.timers.set(key, p.next_timeout);
+                continue;
+            }
+            if p.rtc.is_alive() {
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                    warn!(participant = %p.participant_id, "timeout input failed: {e}");
+                    p.dead.get_or_insert(DisconnectReason::PeerClosed);
+                }
+                self.drain(key, now);
+            } else {
+                p.next_timeout = now + TICK;
+                self.timers.set(key, p.next_timeout);
+            }
+        }
+    }
+}
