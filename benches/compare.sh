@@ -5,6 +5,11 @@
 #
 #   bash benches/compare.sh                     # defaults below
 #   ROOMS=2 PUBLISHERS=2 SUBSCRIBERS=10 DURATION=20s ROUNDS=2 bash benches/compare.sh
+#   RAMP=1 SUBSCRIBERS=20 RAMP_STEP=20 DURATION=10s bash benches/compare.sh
+#       # the same ramp against both; prints each knee (largest subscribers
+#       # per room held at < MAX_LOSS and p99 < MAX_P99_MS) and their ratio
+#   CONVENE_FLAGS="--sfu-pace-media true" bash benches/compare.sh
+#       # extra flags for `convene up` (e.g. to compare a setting)
 #
 # Needs Janus (`apt-get install -y janus`; the script installs it when apt-get
 # is there and it is missing). Everything binds to 127.0.0.1 only; both
@@ -21,6 +26,12 @@ ROUNDS=${ROUNDS:-1}
 # publishers only send). signaling: convene through its real join path,
 # where publishers are also auto-subscribed to each other.
 MODE=${MODE:-direct}
+RAMP=${RAMP:-0}
+RAMP_STEP=${RAMP_STEP:-20}
+RAMP_MAX=${RAMP_MAX:-400}
+MAX_LOSS=${MAX_LOSS:-0.01}
+MAX_P99_MS=${MAX_P99_MS:-50}
+CONVENE_FLAGS=${CONVENE_FLAGS:-}
 # Pin the servers and the load generator to separate CPUs when there are
 # at least two, so neither steals the other's core. SERVER_CPUS=all: no pinning.
 SERVER_CPUS=${SERVER_CPUS:-1}
@@ -47,7 +58,7 @@ if ! command -v janus >/dev/null; then
 fi
 
 echo "building convene and convene-load (release)" >&2
-cargo build --release -q -p convene -p convene-benches --bin convene --bin convene-load
+cargo build --release -q --workspace --bins
 convene="$target_dir/release/convene"
 load="$target_dir/release/convene-load"
 
@@ -88,13 +99,17 @@ $(pin "$SERVER_CPUS") "$convene" up \
     --http-addr "127.0.0.1:$HTTP_PORT" --data-dir "$tmp/convene" \
     --udp-port "$UDP_PORT" --sfu-bind-ip 127.0.0.1 --sfu-public-ip 127.0.0.1 \
     --sfu-http-addr "127.0.0.1:$SFU_HTTP_PORT" --sfu-http-secret "$SECRET" \
-    >"$tmp/convene.log" 2>&1 &
+    $CONVENE_FLAGS >"$tmp/convene.log" 2>&1 &
 convene_pid=$!
 pids+=("$convene_pid")
 wait_http "http://127.0.0.1:$HTTP_PORT/healthz" convene
 
 common=(--rooms "$ROOMS" --publishers "$PUBLISHERS" --subscribers "$SUBSCRIBERS"
         --duration "$DURATION" --video-kbps "$VIDEO_KBPS" --json)
+if [ "$RAMP" = 1 ]; then
+    common+=(--ramp --ramp-step "$RAMP_STEP" --ramp-max-subscribers "$RAMP_MAX"
+             --max-loss "$MAX_LOSS" --max-p99-ms "$MAX_P99_MS")
+fi
 if [ "$MODE" = direct ]; then
     convene_args=(--direct --sfu-url "http://127.0.0.1:$SFU_HTTP_PORT" --sfu-secret "$SECRET")
 else
@@ -159,5 +174,22 @@ for label, key, f in rows:
     j = mean([get(r, key) for r in runs["janus"]])
     ratio = "n/a" if c is None or not j else f"{c / j:.2f}"
     print(f"{label:32} {fmt(f, c):>12} {fmt(f, j):>12} {ratio:>14}")
+knees = {}
+for name, rs in runs.items():
+    for i, r in enumerate(rs, 1):
+        ramp = r.get("ramp")
+        if not ramp:
+            continue
+        print(f"\n{name} ramp, round {i}: subscribers/room  loss %  p50 ms  p99 ms  CPU cores  passed")
+        for s in ramp["steps"]:
+            lat = s.get("latency_ms", {})
+            print(f"  {s.get('subscribers_per_room', 0):>17}  {100 * s.get('loss', 0):6.2f}"
+                  f"  {lat.get('p50', 0):6.2f}  {lat.get('p99', 0):6.2f}"
+                  f"  {s.get('sfu_cpu_cores') or 0:9.3f}  {s['passed']}")
+        knees.setdefault(name, []).append(ramp["max_subscribers_per_room_held"])
+if knees:
+    c, j = mean(knees.get("convene", [])), mean(knees.get("janus", []))
+    ratio = "n/a" if not c or not j else f"{c / j:.2f}"
+    print(f"\nknee (subscribers per room held): convene {c}  janus {j}  convene/janus {ratio}")
 print(json.dumps({"convene": runs["convene"], "janus": runs["janus"]}))
 EOF

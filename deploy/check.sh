@@ -344,7 +344,7 @@ else:
 if not re.search(r'^ENTRYPOINT\s+\["convene"\]\s*$', dockerfile, re.M):
     err("deploy/Dockerfile", 'ENTRYPOINT should be ["convene"]')
 exposed = {p for line in re.findall(r"^EXPOSE\s+(.+)$", dockerfile, re.M) for p in line.split()}
-for port in ("8080", "7882/udp"):
+for port in ("8080", "7882-7885/udp"):
     if port not in exposed and not (port == "8080" and "8080/tcp" in exposed):
         err("deploy/Dockerfile", f"should EXPOSE {port}, exposes {sorted(exposed)}")
 if "http://127.0.0.1:8080/healthz" not in dockerfile:
