@@ -19,6 +19,7 @@ pub mod http;
 pub mod metrics;
 mod peer;
 mod shard;
+pub mod sim;
 pub mod udp;
 mod worker;
 

@@ -8,6 +8,7 @@ use convene_proto::sfu::{DisconnectReason, SfuEvent, TrackKind};
 use str0m::bwe::Bitrate;
 use str0m::media::{MediaKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::Input;
 use tracing::{debug, info, warn};
 
 use super::{Worker, REMB_INTERVAL};
@@ -158,6 +159,15 @@ impl Worker {
                     participant_id: p.participant_id.clone(),
                 };
                 self.emit(e);
+            }
+        }
+        // str0m's send queue only becomes visible to its pacer in
+        // `handle_timeout`: without this the copy would wait for the
+        // subscriber's next timeout (after the whole receive batch, or
+        // later), even unpaced.
+        if let Some(p) = self.peers.get_mut(&f.to) {
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                debug!(participant = %p.participant_id, "timeout after write failed: {e}");
             }
         }
         self.drain(f.to, now);

@@ -55,6 +55,8 @@ pub struct Worker {
     /// SRTP find theirs.
     by_addr: HashMap<SocketAddr, ParticipantKey>,
     timers: Timers<ParticipantKey>,
+    /// Scratch list of due participants, reused.
+    due: Vec<ParticipantKey>,
     /// The core appends here; moved to `queue` after each call.
     scratch: Vec<Action>,
     queue: VecDeque<Action>,
@@ -89,6 +91,7 @@ impl Worker {
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             timers: Timers::default(),
+            due: Vec::new(),
             scratch: Vec::with_capacity(256),
             queue: VecDeque::with_capacity(256),
             data_out: Vec::new(),
@@ -290,7 +293,13 @@ impl Worker {
     /// Only the participants whose str0m timeout is due: O(work due), not
     /// O(participants).
     fn handle_timeouts(&mut self, now: Instant) {
+        // Collect first: a participant handled here may ask to be woken at
+        // `now` again, which must wait for the next iteration, not spin.
+        let mut due = std::mem::take(&mut self.due);
         while let Some(key) = self.timers.pop_due(now) {
+            due.push(key);
+        }
+        for &key in &due {
             let Some(p) = self.peers.get_mut(&key) else {
                 continue;
             };
@@ -310,5 +319,7 @@ impl Worker {
                 self.timers.set(key, p.next_timeout);
             }
         }
+        due.clear();
+        self.due = due;
     }
 }

@@ -1,0 +1,500 @@
+//! A virtual network and clock around one [`Worker`]: str0m client peers
+//! and the SFU exchange datagrams in memory, time moves only when the test
+//! says so. Logic tests (and the egress benchmark) run on it
+//! deterministically, without sockets or sleeps; the real-socket tests stay
+//! for the socket code itself.
+//!
+//! Every client is a str0m `Rtc` in RTP mode on its own virtual address;
+//! the worker is on `10.0.0.1:5000`. Joins, subscriptions and
+//! renegotiation go through the same [`Command`]s and [`SfuEvent`]s the
+//! control API uses, answered in the same step.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use convene_proto::sfu::{Grants, JoinRequest, SfuEvent, SubscribeRequest, VideoQuality};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::config::SfuConfig;
+use crate::error::SfuError;
+use crate::metrics::Metrics;
+use crate::shard::Command;
+use crate::udp::{RecvMeta, Transmit};
+use crate::worker::Worker;
+
+/// The SFU's address on the virtual network.
+pub const SFU_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 5000);
+
+/// A client peer on the virtual network.
+pub struct SimClient {
+    pub id: String,
+    pub rtc: Rtc,
+    pub addr: SocketAddr,
+    inbox: VecDeque<Vec<u8>>,
+    /// RTP packets received: (mid, sequence number, payload length).
+    pub received: Vec<(Mid, u16, usize)>,
+    pub connected: bool,
+    /// Video and audio m-lines this client sends on (publishers).
+    pub video_mid: Option<Mid>,
+    pub audio_mid: Option<Mid>,
+    next_seq: u64,
+}
+
+pub struct SimNet {
+    worker: Worker,
+    pub clients: Vec<SimClient>,
+    pub now: Instant,
+    events: broadcast::Receiver<SfuEvent>,
+    /// Events the harness did not consume itself.
+    pub seen: Vec<SfuEvent>,
+    pub metrics: Metrics,
+    /// Datagrams the worker handed to the network (what would hit the
+    /// socket), not yet delivered.
+    pub wire: Vec<Transmit>,
+    /// Keep the worker's datagrams in `wire` instead of delivering them
+    /// (for the benchmark, which sends them through a real socket).
+    pub capture: bool,
+}
+
+impl SimNet {
+    pub fn new(config: SfuConfig) -> Self {
+        let now = Instant::now();
+        let (tx, events) = broadcast::channel(1 << 16);
+        let metrics = Metrics::new().expect("metrics");
+        let worker = Worker::new(
+            Arc::new(config),
+            vec![SFU_ADDR],
+            tx,
+            metrics.clone(),
+            Arc::new(AtomicU64::new(1)),
+            now,
+        );
+        Self {
+            worker,
+            clients: Vec::new(),
+            now,
+            events,
+            seen: Vec::new(),
+            metrics,
+            wire: Vec::new(),
+            capture: false,
+        }
+    }
+
+    fn client_index(&self, id: &str) -> usize {
+        self.clients
+            .iter()
+            .position(|c| c.id == id)
+            .expect("client exists")
+    }
+
+    pub fn client(&self, id: &str) -> &SimClient {
+        &self.clients[self.client_index(id)]
+    }
+
+    fn command<T>(
+        &mut self,
+        make: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command,
+    ) -> Result<T, SfuError> {
+        let (tx, mut rx) = oneshot::channel();
+        self.worker.on_command(make(tx), self.now);
+        rx.try_recv().expect("the worker answers at once")
+    }
+
+    /// A client joins `room`. Publishers send one Opus and one VP8 m-line;
+    /// others open a data channel only.
+    pub fn join(&mut self, room: &str, id: &str, publish: bool) {
+        let addr = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(
+                10,
+                1,
+                (self.clients.len() / 250) as u8,
+                (self.clients.len() % 250 + 1) as u8,
+            )),
+            6000,
+        );
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        let mut change = rtc.sdp_api();
+        let (mut audio_mid, mut video_mid) = (None, None);
+        if publish {
+            audio_mid = Some(change.add_media(
+                MediaKind::Audio,
+                Direction::SendOnly,
+                Some(id.into()),
+                Some("mic".into()),
+                None,
+            ));
+            video_mid = Some(change.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                Some(id.into()),
+                Some("cam".into()),
+                None,
+            ));
+        } else {
+            change.add_channel("convene".into());
+        }
+        let (offer, pending) = change.apply().expect("offer");
+        let req = JoinRequest {
+            room_id: room.into(),
+            participant_id: id.into(),
+            identity: id.into(),
+            offer_sdp: offer.to_sdp_string(),
+            grants: Grants::default(),
+        };
+        let answer = self.command(|r| Command::Join(req, r)).expect("join");
+        rtc.sdp_api()
+            .accept_answer(
+                pending,
+                SdpAnswer::from_sdp_string(&answer).expect("answer"),
+            )
+            .expect("accept answer");
+        self.clients.push(SimClient {
+            id: id.into(),
+            rtc,
+            addr,
+            inbox: VecDeque::new(),
+            received: Vec::new(),
+            connected: false,
+            video_mid,
+            audio_mid,
+            next_seq: 1,
+        });
+    }
+
+    /// Subscribe `id` to tracks (`"{publisher}/{mid}"`); the renegotiation
+    /// completes in the following steps.
+    pub fn subscribe(&mut self, room: &str, id: &str, track_ids: Vec<String>) {
+        let req = SubscribeRequest {
+            room_id: room.into(),
+            participant_id: id.into(),
+            track_ids,
+            max_quality: VideoQuality::High,
+        };
+        self.command(|r| Command::Subscribe(req, r))
+            .expect("subscribe");
+        self.handle_events(room);
+    }
+
+    /// Answer SFU renegotiation offers as a client would.
+    fn handle_events(&mut self, room: &str) {
+        while let Ok(e) = self.events.try_recv() {
+            match e {
+                SfuEvent::RenegotiationOffer {
+                    participant_id,
+                    offer_sdp,
+                    ..
+                } => {
+                    let i = self.client_index(&participant_id);
+                    let offer = SdpOffer::from_sdp_string(&offer_sdp).expect("offer");
+                    let answer = self.clients[i]
+                        .rtc
+                        .sdp_api()
+                        .accept_offer(offer)
+                        .expect("accept offer");
+                    let (room, participant, answer_sdp) =
+                        (room.to_string(), participant_id, answer.to_sdp_string());
+                    self.command(|reply| Command::Answer {
+                        room,
+                        participant,
+                        answer_sdp,
+                        reply,
+                    })
+                    .expect("answer");
+                }
+                e => self.seen.push(e),
+            }
+        }
+    }
+
+    /// Write one RTP packet on a publisher's video (or audio) m-line.
+    pub fn publish_packet(&mut self, id: &str, video: bool, keyframe: bool, len: usize) {
+        let now = self.now;
+        let i = self.client_index(id);
+        let c = &mut self.clients[i];
+        let (mid, codec) = if video {
+            (c.video_mid.expect("publisher"), Codec::Vp8)
+        } else {
+            (c.audio_mid.expect("publisher"), Codec::Opus)
+        };
+        let pt = c
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == codec)
+            .expect("codec")
+            .pt();
+        let seq = c.next_seq;
+        c.next_seq += 1;
+        let mut payload = vec![0u8; len.max(3)];
+        if video {
+            // VP8 descriptor with S set; payload header P clear on a keyframe.
+            payload[0] = 0x10;
+            payload[1] = if keyframe { 0x00 } else { 0x01 };
+        }
+        let mut api = c.rtc.direct_api();
+        if let Some(tx) = api.stream_tx_by_mid(mid, None) {
+            tx.write_rtp(
+                RtpWrite::new(pt, seq.into(), (seq * 3000) as u32, now, payload)
+                    .marker(true)
+                    .nackable(video),
+            );
+        }
+    }
+
+    /// Advance the clock by `dt` and move every datagram until the network
+    /// is quiet (bounded).
+    pub fn step(&mut self, dt: Duration) {
+        self.now += dt;
+        let now = self.now;
+        for _ in 0..64 {
+            let mut moved = false;
+            for i in 0..self.clients.len() {
+                moved |= self.pump_client(i, now);
+            }
+            self.worker.on_timeout(now);
+            moved |= self.deliver_worker_output();
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Step for `total` in increments of `dt`, answering renegotiations.
+    pub fn run_for(&mut self, room: &str, total: Duration, dt: Duration) {
+        let end = self.now + total;
+        while self.now < end {
+            self.step(dt);
+            self.handle_events(room);
+        }
+    }
+
+    fn pump_client(&mut self, i: usize, now: Instant) -> bool {
+        let mut moved = false;
+        let c = &mut self.clients[i];
+        while let Some(d) = c.inbox.pop_front() {
+            let Ok(contents) = d.as_slice().try_into() else {
+                continue;
+            };
+            let _ = c.rtc.handle_input(Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source: SFU_ADDR,
+                    destination: c.addr,
+                    contents,
+                },
+            ));
+            moved = true;
+        }
+        let _ = c.rtc.handle_input(Input::Timeout(now));
+        let mut to_sfu = Vec::new();
+        loop {
+            match c.rtc.poll_output() {
+                Ok(Output::Timeout(_)) | Err(_) => break,
+                Ok(Output::Transmit(t)) => to_sfu.push(Vec::from(t.contents)),
+                Ok(Output::Event(Event::Connected)) => c.connected = true,
+                Ok(Output::Event(Event::RtpPacket(p))) => {
+                    let mid = c
+                        .rtc
+                        .direct_api()
+                        .stream_rx(&p.header.ssrc)
+                        .map(|s| s.mid())
+                        .or(p.header.ext_vals.mid)
+                        .unwrap_or_else(|| Mid::from("?"));
+                    c.received.push((mid, *p.seq_no as u16, p.payload.len()));
+                }
+                Ok(Output::Event(_)) => {}
+            }
+        }
+        let source = c.addr;
+        for d in to_sfu {
+            moved = true;
+            let meta = RecvMeta {
+                len: d.len(),
+                source,
+                local_ip: Some(SFU_ADDR.ip()),
+            };
+            self.worker.on_datagram(meta, &d, now, now);
+            self.deliver_worker_output();
+        }
+        moved
+    }
+
+    /// The worker's queued datagrams: to the clients' inboxes, or to
+    /// `wire` when capturing.
+    pub fn deliver_worker_output(&mut self) -> bool {
+        let out = std::mem::take(self.worker.transmits());
+        if out.is_empty() {
+            return false;
+        }
+        if self.capture {
+            self.wire.extend(out);
+            return true;
+        }
+        for t in out {
+            if let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) {
+                c.inbox.push_back(t.contents);
+            }
+        }
+        true
+    }
+
+    /// The datagrams client `id` has to send now (the benchmark's way in:
+    /// feed them to [`SimNet::to_worker`]).
+    pub fn client_transmits(&mut self, id: &str) -> Vec<Vec<u8>> {
+        let i = self.client_index(id);
+        let c = &mut self.clients[i];
+        let _ = c.rtc.handle_input(Input::Timeout(self.now));
+        let mut out = Vec::new();
+        loop {
+            match c.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => out.push(Vec::from(t.contents)),
+                Ok(Output::Timeout(_)) | Err(_) => break,
+                Ok(Output::Event(_)) => {}
+            }
+        }
+        out
+    }
+
+    /// One datagram from client `id` into the worker.
+    pub fn to_worker(&mut self, id: &str, datagram: &[u8]) {
+        let source = self.client(id).addr;
+        let meta = RecvMeta {
+            len: datagram.len(),
+            source,
+            local_ip: Some(SFU_ADDR.ip()),
+        };
+        self.worker.on_datagram(meta, datagram, self.now, self.now);
+    }
+
+    /// The worker's queued datagrams, taken.
+    pub fn take_worker_output(&mut self) -> Vec<Transmit> {
+        std::mem::take(self.worker.transmits())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A room on the virtual network: `subs` subscribers of one publisher's
+    /// camera, connected and negotiated.
+    fn room(subs: usize) -> SimNet {
+        let mut net = SimNet::new(SfuConfig::for_tests());
+        net.join("r", "pub", true);
+        for i in 0..subs {
+            net.join("r", &format!("s{i}"), false);
+        }
+        net.run_for("r", Duration::from_millis(300), 5 * MS);
+        assert!(net.clients.iter().all(|c| c.connected), "all connected");
+        let cam = format!("pub/{}", net.client("pub").video_mid.unwrap());
+        for i in 0..subs {
+            net.subscribe("r", &format!("s{i}"), vec![cam.clone()]);
+        }
+        net.run_for("r", Duration::from_millis(200), 5 * MS);
+        net
+    }
+
+    #[test]
+    fn fan_out_reaches_every_subscriber_in_order_on_a_virtual_clock() {
+        let mut net = room(3);
+        // 2 s of 30 fps video, a keyframe first.
+        for frame in 0..60 {
+            net.publish_packet("pub", true, frame == 0, 1000);
+            net.run_for("r", Duration::from_millis(33), 11 * MS);
+        }
+        for i in 0..3 {
+            let c = net.client(&format!("s{i}"));
+            let video: Vec<u16> = c
+                .received
+                .iter()
+                .filter(|(_, _, len)| *len >= 1000)
+                .map(|(_, seq, _)| *seq)
+                .collect();
+            assert!(video.len() >= 55, "s{i} got {} of 60", video.len());
+            assert!(
+                video.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+                "s{i}: continuous sequence numbers"
+            );
+        }
+        // The publisher is not sent its own video.
+        assert!(net
+            .client("pub")
+            .received
+            .iter()
+            .all(|(_, _, len)| *len < 1000));
+    }
+
+    #[test]
+    fn forwarded_media_leaves_with_the_fan_out_not_later() {
+        let mut net = room(5);
+        net.publish_packet("pub", true, true, 1000);
+        net.run_for("r", Duration::from_millis(100), 5 * MS);
+        net.capture = true;
+        for _ in 0..20 {
+            net.publish_packet("pub", true, false, 1000);
+            for d in net.client_transmits("pub") {
+                net.to_worker("pub", &d);
+            }
+            // Every subscriber's copy is queued before the clock moves: no
+            // pacer holds any of it for a later timeout.
+            let out = net.take_worker_output();
+            let media = out.iter().filter(|t| t.contents.len() >= 1000).count();
+            assert_eq!(media, 5, "one copy per subscriber at once");
+            assert!(out.iter().all(|t| t.caused_by.is_some()));
+            net.step(10 * MS);
+            net.wire.clear();
+        }
+    }
+
+    #[test]
+    fn with_the_pacer_on_the_fan_out_waits() {
+        let config = SfuConfig {
+            pace_media: true,
+            bwe_initial_kbps: 300,
+            ..SfuConfig::for_tests()
+        };
+        let mut net = SimNet::new(config);
+        net.join("r", "pub", true);
+        for i in 0..5 {
+            net.join("r", &format!("s{i}"), false);
+        }
+        net.run_for("r", Duration::from_millis(300), 5 * MS);
+        let cam = format!("pub/{}", net.client("pub").video_mid.unwrap());
+        for i in 0..5 {
+            net.subscribe("r", &format!("s{i}"), vec![cam.clone()]);
+        }
+        net.run_for("r", Duration::from_millis(200), 5 * MS);
+        net.publish_packet("pub", true, true, 1000);
+        net.run_for("r", Duration::from_millis(100), 5 * MS);
+        net.capture = true;
+        let mut immediate = 0;
+        for _ in 0..20 {
+            net.publish_packet("pub", true, false, 1000);
+            for d in net.client_transmits("pub") {
+                net.to_worker("pub", &d);
+            }
+            immediate += net
+                .take_worker_output()
+                .iter()
+                .filter(|t| t.contents.len() >= 1000)
+                .count();
+            net.step(10 * MS);
+            net.wire.clear();
+        }
+        // The control for the test above: paced, most copies leave later.
+        assert!(immediate < 50, "paced: {immediate} of 100 left at once");
+    }
+}
