@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use convene_control::ControlConfig;
+use convene_httpd::ConnLimits;
 use convene_sfu::SfuConfig;
 use convene_signaling::SignalingConfig;
 use convene_turn_config::IceConfig;
@@ -48,6 +49,8 @@ pub struct HttpArgs {
     /// Directory for the embedded SQLite database when DATABASE_URL is unset.
     #[arg(long, env = "CONVENE_DATA_DIR", default_value = "./convene-data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub limits: ConnLimits,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -76,6 +79,9 @@ pub struct ControlArgs {
 pub struct SfuArgs {
     #[command(flatten)]
     pub sfu: SfuConfig,
+    /// Limits of the HTTP API listener (--sfu-http-addr).
+    #[command(flatten)]
+    pub limits: ConnLimits,
 }
 
 /// `convene signaling`.
@@ -124,6 +130,8 @@ pub struct SignalingArgs {
     )]
     pub redis_url: String,
     #[command(flatten)]
+    pub limits: ConnLimits,
+    #[command(flatten)]
     pub signaling: SignalingConfig,
     #[command(flatten)]
     pub ice: IceConfig,
@@ -152,6 +160,14 @@ mod tests {
             "7000",
             "--data-dir",
             "/tmp/x",
+            "--http-max-connections-per-ip",
+            "8",
+            "--http-idle-timeout-secs",
+            "30",
+            "--register-max-per-ip",
+            "5",
+            "--password-hash-concurrency",
+            "1",
         ])
         .unwrap();
         let Command::Up(up) = cli.command else {
@@ -159,6 +175,11 @@ mod tests {
         };
         assert_eq!(up.http.http_addr.port(), 9000);
         assert_eq!(up.sfu.udp_port, 7000);
+        assert_eq!(up.http.limits.max_connections_per_ip, 8);
+        assert_eq!(up.http.limits.idle_timeout.as_secs(), 30);
+        assert_eq!(up.http.limits.max_connections, 10_000);
+        assert_eq!(up.control.register_max_per_ip, 5);
+        assert_eq!(up.control.password_hash_concurrency, Some(1));
     }
 
     #[test]
@@ -195,6 +216,8 @@ mod tests {
             "s",
             "--redis-url",
             "redis://redis:6379",
+            "--http-header-timeout-secs",
+            "2.5",
         ])
         .unwrap();
         let Command::Signaling(sig) = cli.command else {
@@ -203,6 +226,7 @@ mod tests {
         assert_eq!(sig.http_addr.port(), 9001);
         assert_eq!(sig.sfu_url, "http://sfu:7883");
         assert_eq!(sig.redis_url, "redis://redis:6379");
+        assert_eq!(sig.limits.header_timeout.as_millis(), 2500);
     }
 }
 

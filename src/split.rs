@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use axum::http::{header, HeaderValue};
@@ -18,10 +17,7 @@ use prometheus::Encoder as _;
 use tokio::net::TcpListener;
 
 use crate::cli::{SfuArgs, SignalingArgs};
-
-/// How long open connections (WebSockets, SFU event streams) may take to
-/// close after a shutdown signal before the process stops anyway.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::up::serve_http;
 
 /// Prometheus text format of the given registries.
 fn metrics_response(registries: &[prometheus::Registry]) -> Response {
@@ -61,32 +57,6 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding {addr}"))
 }
 
-/// Serves until Ctrl-C/SIGTERM, then lets open connections finish for at
-/// most [`DRAIN_TIMEOUT`]: event streams and WebSockets never end by
-/// themselves.
-async fn serve(listener: TcpListener, app: Router) -> anyhow::Result<()> {
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        crate::shutdown::signal().await;
-        let _ = stopping_tx.send(());
-    });
-    let drained = async {
-        match stopping_rx.await {
-            Ok(()) => tokio::time::sleep(DRAIN_TIMEOUT).await,
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        r = std::future::IntoFuture::into_future(server) => r.context("HTTP server")?,
-        () = drained => tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; stopping anyway"),
-    }
-    Ok(())
-}
-
 pub async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
     let mut config = args.sfu;
     // The HTTP API is served here, next to /healthz and /metrics, rather
@@ -100,14 +70,16 @@ pub async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
     };
     let listener = bind(addr).await?;
     let (sfu, handle) = convene_sfu::start(config).await.context("starting SFU")?;
-    let app =
-        convene_sfu::http::router(handle, &secret).merge(ops_routes(vec![sfu.registry().clone()]));
+    let registry = sfu.registry().clone();
+    let app = convene_sfu::http::router(handle, &secret).merge(ops_routes(vec![registry.clone()]));
     let http = listener.local_addr()?;
     println!("convene sfu is up");
     println!("  media       udp {}", sfu.local_addr());
     println!("  HTTP API    http://{http}/v1/request  http://{http}/v1/events");
     println!("  metrics     http://{http}/metrics");
-    let served = serve(listener, app).await;
+    // Event streams never end by themselves: --http-drain-timeout-secs bounds
+    // how long they hold the shutdown.
+    let served = serve_http(listener, app, &args.limits, &registry).await;
     sfu.shutdown().await;
     served
 }
@@ -135,10 +107,11 @@ pub async fn run_signaling(args: SignalingArgs) -> anyhow::Result<()> {
     .await
     .context("starting signaling")?;
 
+    let registry = signaling.registry().clone();
     let app = signaling
         .router()
         .merge(convene_signaling::web::router())
-        .merge(ops_routes(vec![signaling.registry().clone()]))
+        .merge(ops_routes(vec![registry.clone()]))
         // Ready once the SFU's event stream is connected: before that, media
         // events for this node's rooms would be lost.
         .route(
@@ -164,5 +137,5 @@ pub async fn run_signaling(args: SignalingArgs) -> anyhow::Result<()> {
     println!("  metrics     http://{addr}/metrics");
     println!("  control     {}", args.control_url);
     println!("  SFU         {}", args.sfu_url);
-    serve(listener, app).await
+    serve_http(listener, app, &args.limits, &registry).await
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::routing::get;
 use convene_control::{Control, ControlConfig};
+use convene_httpd::{ConnLimits, ConnMetrics};
 use convene_signaling::inprocess::{InProcessControl, InProcessSfu, InProcessUsers};
 use convene_signaling::{NodeOptions, Signaling};
 use prometheus::Encoder as _;
@@ -28,6 +29,21 @@ fn embedded_defaults(http: &HttpArgs, mut control: ControlConfig) -> anyhow::Res
         control.public_url = format!("http://{}", http.http_addr);
     }
     Ok(control)
+}
+
+/// Serves `app` with `limits` until Ctrl-C/SIGTERM, exporting the connection
+/// metrics through `registry` (the one this listener's `/metrics` renders).
+/// Every convene listener goes through here.
+pub(crate) async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: &ConnLimits,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<()> {
+    let metrics = ConnMetrics::register(registry).context("registering connection metrics")?;
+    convene_httpd::serve(listener, app, limits, &metrics, crate::shutdown::signal())
+        .await
+        .context("HTTP server")
 }
 
 fn is_default_addr(http: &HttpArgs) -> bool {
@@ -93,9 +109,16 @@ pub async fn run_all(args: UpArgs) -> anyhow::Result<()> {
     println!("  signaling   ws://{addr}/v1/ws");
     println!("  media       udp {}", sfu.local_addr());
     println!("  metrics     http://{addr}/metrics  http://{addr}/metrics/media");
-    convene_control::serve(listener, app, crate::shutdown::signal()).await?;
+    let served = serve_http(
+        listener,
+        app,
+        &args.http.limits,
+        control.metrics().registry(),
+    )
+    .await;
     sfu.shutdown().await;
     control.close().await;
+    served?;
     tracing::info!("shut down cleanly");
     Ok(())
 }
@@ -109,7 +132,13 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.http.http_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "control plane listening");
-    convene_control::serve(listener, control.router(), crate::shutdown::signal()).await?;
+    let served = serve_http(
+        listener,
+        control.router(),
+        &args.http.limits,
+        control.metrics().registry(),
+    )
+    .await;
     control.close().await;
-    Ok(())
+    served
 }

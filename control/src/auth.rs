@@ -2,12 +2,15 @@
 //! authenticated [`Actor`] every other service method acts on behalf of.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use convene_proto::control::{LoginRequest, RefreshRequest, RegisterRequest, TokenResponse, User};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::db::{ms_to_dt, now_ms, uuid_col};
@@ -28,6 +31,50 @@ impl Actor {
             user_id,
             username: username.into(),
         }
+    }
+}
+
+/// Bounds argon2 work. Each hash or check holds `argon2_memory_kib` and a
+/// core for its whole run; unbounded, a registration flood queued hundreds
+/// on the blocking pool (gigabytes of memory, every core busy) and starved
+/// other users' requests. A request that cannot get a slot within `wait` is
+/// turned away with 503 rather than queued indefinitely.
+#[derive(Debug)]
+pub(crate) struct HashGate {
+    slots: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl HashGate {
+    pub(crate) fn new(slots: usize, wait: Duration) -> Self {
+        HashGate {
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            wait,
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let slot = match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => return Err(ApiError::Internal("password hashing gate closed".into())),
+            Err(_) => {
+                tracing::debug!("no password hashing slot free; answering 503");
+                return Err(ApiError::Overloaded {
+                    retry_after: self.wait.as_secs() + u64::from(self.wait.subsec_nanos() > 0),
+                });
+            }
+        };
+        // The slot moves into the blocking task: a client that disconnects
+        // cancels its request, not the hash, which must keep its slot until
+        // it really ends.
+        Ok(tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        })
+        .await?)
     }
 }
 
@@ -62,16 +109,35 @@ impl Control {
     async fn hash_password(&self, password: String) -> Result<String, ApiError> {
         let params = self.inner.argon2.clone();
         // Argon2 is deliberately slow; keep it off the async workers.
-        tokio::task::spawn_blocking(move || hash_password_blocking(&params, &password))
+        self.inner
+            .hash_gate
+            .run(move || hash_password_blocking(&params, &password))
             .await?
             .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
     }
 
     async fn verify_password(&self, hash: String, password: String) -> Result<bool, ApiError> {
-        Ok(tokio::task::spawn_blocking(move || verify_password_blocking(&hash, &password)).await?)
+        self.inner
+            .hash_gate
+            .run(move || verify_password_blocking(&hash, &password))
+            .await
     }
 
-    pub async fn register(&self, req: RegisterRequest) -> Result<User, ApiError> {
+    /// Creates an account, rate-limited per client IP: every attempt counts,
+    /// failed ones too, as each may cost a password hash and a 409 tells
+    /// whether a name is taken.
+    pub async fn register(
+        &self,
+        req: RegisterRequest,
+        ip: Option<IpAddr>,
+    ) -> Result<User, ApiError> {
+        let ip_key = ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        self.inner
+            .register_by_ip
+            .hit(&ip_key)
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
         let username = validate::username(&req.username)?;
         let email = validate::email(&req.email)?;
         validate::password(&req.password)?;

@@ -96,6 +96,27 @@ pub struct ControlConfig {
     #[arg(long, env = "CONVENE_ARGON2_ITERATIONS", default_value_t = 2)]
     pub argon2_iterations: u32,
 
+    /// Password hashes (registration) and checks (login) computed at once.
+    /// Each holds `argon2_memory_kib` of memory and a core while it runs, so
+    /// this bounds both. Default: the number of CPU cores.
+    #[arg(long, env = "CONVENE_PASSWORD_HASH_CONCURRENCY")]
+    pub password_hash_concurrency: Option<usize>,
+
+    /// How long a registration or login waits for a hashing slot before it is
+    /// answered 503 with `Retry-After`, milliseconds.
+    #[arg(long, env = "CONVENE_PASSWORD_HASH_WAIT_MS", default_value_t = 1000)]
+    pub password_hash_wait_ms: u64,
+
+    /// Registrations allowed per client IP within the window (429 with
+    /// `Retry-After` above). Behind a reverse proxy all clients share the
+    /// proxy's address.
+    #[arg(long, env = "CONVENE_REGISTER_MAX_PER_IP", default_value_t = 20)]
+    pub register_max_per_ip: u32,
+
+    /// Length of the registration rate-limit window, seconds.
+    #[arg(long, env = "CONVENE_REGISTER_WINDOW_SECS", default_value_t = 3600)]
+    pub register_window_secs: u64,
+
     /// Maximum connections in the database pool.
     #[arg(long, env = "CONVENE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
@@ -162,6 +183,10 @@ impl Default for ControlConfig {
             waiting_ttl_secs: 60,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
+            password_hash_concurrency: None,
+            password_hash_wait_ms: 1000,
+            register_max_per_ip: 20,
+            register_window_secs: 3600,
             db_max_connections: 10,
             post_title_max_chars: 200,
             post_body_max_chars: 10_000,
@@ -179,7 +204,10 @@ impl Default for ControlConfig {
 
 impl ControlConfig {
     /// Production defaults with a fixed JWT/internal secret and a cheap
-    /// (still argon2id) password hash, so test suites stay fast.
+    /// (still argon2id) password hash, so test suites stay fast. Suites
+    /// register many users from 127.0.0.1 on a busy machine: the registration
+    /// limit and the wait for a hashing slot are out of their way (tests of
+    /// those limits set their own).
     pub fn for_tests(database_url: impl Into<String>) -> Self {
         ControlConfig {
             database_url: Some(database_url.into()),
@@ -187,6 +215,8 @@ impl ControlConfig {
             internal_secret: Some("test-internal-secret".into()),
             argon2_memory_kib: 1024,
             argon2_iterations: 1,
+            password_hash_wait_ms: 60_000,
+            register_max_per_ip: 1_000_000,
             db_max_connections: 5,
             ..ControlConfig::default()
         }
@@ -226,6 +256,13 @@ mod tests {
         assert_eq!(parsed.login_window_secs, def.login_window_secs);
         assert_eq!(parsed.max_page_limit, def.max_page_limit);
         assert_eq!(parsed.argon2_memory_kib, def.argon2_memory_kib);
+        assert_eq!(
+            parsed.password_hash_concurrency,
+            def.password_hash_concurrency
+        );
+        assert_eq!(parsed.password_hash_wait_ms, def.password_hash_wait_ms);
+        assert_eq!(parsed.register_max_per_ip, def.register_max_per_ip);
+        assert_eq!(parsed.register_window_secs, def.register_window_secs);
         assert_eq!(parsed.public_url, def.public_url);
         assert_eq!(parsed.post_body_max_chars, def.post_body_max_chars);
         assert_eq!(parsed.message_max_chars, def.message_max_chars);

@@ -38,6 +38,10 @@ pub enum ApiError {
     RateLimited { retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// A bounded resource (password hashing) is saturated; unlike
+    /// `Unavailable` the client is told when to come back.
+    #[error("the server is busy; retry in {retry_after} s")]
+    Overloaded { retry_after: u64 },
     #[error("internal error")]
     Internal(String),
 }
@@ -58,7 +62,9 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,6 +86,7 @@ impl ApiError {
             ApiError::ConferenceEnded => "conference-ended",
             ApiError::RateLimited { .. } => "rate-limited",
             ApiError::Unavailable(_) => "service-unavailable",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::Internal(_) => "internal-error",
         }
     }
@@ -100,6 +107,7 @@ impl ApiError {
             ApiError::ConferenceEnded => "Conference ended",
             ApiError::RateLimited { .. } => "Too many requests",
             ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::Overloaded { .. } => "Server busy",
             ApiError::Internal(_) => "Internal server error",
         }
     }
@@ -144,7 +152,7 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %msg, "internal error");
         }
         let mut resp = problem_response(&self.problem());
-        if let ApiError::RateLimited { retry_after } = self {
+        if let ApiError::RateLimited { retry_after } | ApiError::Overloaded { retry_after } = self {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
         }

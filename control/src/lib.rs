@@ -65,6 +65,9 @@ struct Inner {
     keys: Keys,
     login_by_account: RateLimiter,
     login_by_ip: RateLimiter,
+    register_by_ip: RateLimiter,
+    /// Every argon2 computation goes through here.
+    hash_gate: auth::HashGate,
     metrics: Metrics,
     argon2: argon2::Params,
     /// Verified against when a login names no account, so unknown and known
@@ -116,10 +119,21 @@ impl Control {
             .map_err(|e| ControlError::Config(format!("argon2: {e}")))?;
 
         let window = Duration::from_secs(config.login_window_secs);
+        let hash_slots = config.password_hash_concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
         let control = Control {
             inner: Arc::new(Inner {
                 login_by_account: RateLimiter::new(config.login_max_attempts_per_account, window),
                 login_by_ip: RateLimiter::new(config.login_max_attempts_per_ip, window),
+                register_by_ip: RateLimiter::new(
+                    config.register_max_per_ip,
+                    Duration::from_secs(config.register_window_secs),
+                ),
+                hash_gate: auth::HashGate::new(
+                    hash_slots,
+                    Duration::from_millis(config.password_hash_wait_ms),
+                ),
                 keys: Keys::new(secret.as_bytes()),
                 metrics: Metrics::new(),
                 config,

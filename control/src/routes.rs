@@ -109,18 +109,22 @@ pub(crate) fn v1() -> Router<Control> {
 
 /// Create an account.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = User), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = User), (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, body = Problem, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(crate) async fn register(
     State(c): State<Control>,
+    ClientIp(ip): ClientIp,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok((StatusCode::CREATED, Json(c.register(req).await?)))
+    Ok((StatusCode::CREATED, Json(c.register(req, ip).await?)))
 }
 
 /// Log in with email or username.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem),
-        (status = 429, body = Problem, headers(("Retry-After" = u64, description = "seconds")))))]
+        (status = 429, body = Problem, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, body = Problem, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(crate) async fn login(
     State(c): State<Control>,
     ClientIp(ip): ClientIp,

@@ -1,7 +1,6 @@
 //! Router assembly, middleware, operational endpoints and the HTTP server.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -147,17 +146,21 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi::openapi())
 }
 
-/// Serves `router` until `shutdown` resolves, then drains open requests.
-/// Connect info is attached so per-IP login limits see the peer address.
+/// Serves `router` with the default connection limits until `shutdown`
+/// resolves, then drains open requests (see [`convene_httpd::serve`]; the
+/// binary calls that with the configured limits and exported metrics).
+/// Connect info is attached so per-IP limits see the peer address.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    convene_httpd::serve(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        router,
+        &convene_httpd::ConnLimits::default(),
+        &convene_httpd::ConnMetrics::new(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await
 }
