@@ -9,6 +9,7 @@
 #       # the same ramp against both; prints each knee (largest subscribers
 #       # per room held at < MAX_LOSS and p99 < MAX_P99_MS) and their ratio
 #   CONVENE_FLAGS="--sfu-pace-media true" bash benches/compare.sh
+#   CONVENE_BIN=old/convene LOAD_BIN=new/convene-load bash benches/compare.sh
 #       # extra flags for `convene up` (e.g. to compare a setting)
 #
 # Needs Janus (`apt-get install -y janus`; the script installs it when apt-get
@@ -57,10 +58,14 @@ if ! command -v janus >/dev/null; then
     fi
 fi
 
-echo "building convene and convene-load (release)" >&2
-cargo build --release -q --workspace --bins
-convene="$target_dir/release/convene"
-load="$target_dir/release/convene-load"
+# CONVENE_BIN / LOAD_BIN: measure given binaries (e.g. an older build
+# against this one) instead of building.
+if [ -z "${CONVENE_BIN:-}" ] || [ -z "${LOAD_BIN:-}" ]; then
+    echo "building convene and convene-load (release)" >&2
+    cargo build --release -q --workspace --bins
+fi
+convene=${CONVENE_BIN:-$target_dir/release/convene}
+load=${LOAD_BIN:-$target_dir/release/convene-load}
 
 # taskset prefix pinning to CPUS, empty when CPUS=all, taskset is missing
 # or there is one CPU. A prefix rather than a wrapper function: a function

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::collab::ChatMessage;
 use crate::ice::IceServer;
-pub use crate::sfu::{TrackInfo, TrackKind, VideoQuality};
+pub use crate::sfu::{DisconnectReason, TrackInfo, TrackKind, VideoQuality};
 
 /// A participant as other participants see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +180,16 @@ pub enum ServerMessage {
     Candidate {
         candidate: Option<IceCandidate>,
     },
+    /// A participant's media session on the SFU ended while it stays in the
+    /// room (ICE or DTLS did not complete in time, consent expired, the peer
+    /// closed, the SFU dropped it). Sent to everyone in the room, the
+    /// participant it names included; its tracks are unpublished. That
+    /// participant gets media back by sending `offer` from a new peer
+    /// connection, which starts a new session as the first offer did.
+    MediaEnded {
+        participant_id: String,
+        reason: DisconnectReason,
+    },
     /// Loudest participants first.
     ActiveSpeakers {
         participant_ids: Vec<String>,
@@ -309,6 +319,19 @@ mod tests {
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"explode"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"admit"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"token":"t"}"#).is_err());
+    }
+
+    #[test]
+    fn media_ended_names_the_participant_and_the_reason() {
+        let v = serde_json::to_value(ServerMessage::MediaEnded {
+            participant_id: "p-4f1c".into(),
+            reason: DisconnectReason::IceTimeout,
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "media_ended", "participant_id": "p-4f1c", "reason": "ice_timeout"})
+        );
     }
 
     #[test]

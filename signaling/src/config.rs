@@ -9,13 +9,18 @@ pub struct SignalingConfig {
     /// (an SDP with many simulcast m-lines stays well under 64 KiB).
     #[arg(long = "ws-max-frame-bytes", env = "CONVENE_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: usize,
-    /// A room participant silent this long is dropped and the room told.
+    /// A socket that sends no frame at all (text, WebSocket Ping or Pong)
+    /// this long is closed with 4001; its participant keeps its place for
+    /// the resume grace. The server pings every third of the shorter of
+    /// this and the waiting timeout; standard WebSocket stacks answer.
     #[arg(long = "ws-heartbeat-timeout-secs", default_value_t = 15)]
     pub heartbeat_timeout_secs: u64,
-    /// A waiter silent this long leaves the waiting hall (no ghost waiters).
+    /// The same for a waiter's socket; a waiter whose socket is gone this
+    /// long leaves the waiting hall (no ghost waiters).
     #[arg(long = "ws-waiting-heartbeat-timeout-secs", default_value_t = 30)]
     pub waiting_heartbeat_timeout_secs: u64,
-    /// How long a dropped participant keeps its place for a resume.
+    /// How long a participant whose socket broke or went silent keeps its
+    /// place for a resume.
     #[arg(long = "ws-resume-grace-secs", default_value_t = 30)]
     pub resume_grace_secs: u64,
     /// Sustained client messages per second per connection.

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use convene_proto::ice::IceServer;
@@ -67,9 +67,28 @@ pub(crate) enum Ending {
     Clean,
     /// The socket broke: the participant keeps its place for the grace period.
     Lost,
-    /// Heartbeat timeout: treated as gone.
+    /// Nothing arrived for the heartbeat timeout (close 4001). Resumable like
+    /// `Lost`: a client silenced by a network stall is exactly one that
+    /// needs to resume.
     Silent,
 }
+
+impl Ending {
+    fn label(self) -> &'static str {
+        match self {
+            Ending::Clean => "clean",
+            Ending::Lost => "lost",
+            Ending::Silent => "heartbeat",
+        }
+    }
+}
+
+/// A waiter's liveness reaches the room (and the control plane's entry) at
+/// most this often, however chatty its socket is.
+const FORWARD_HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a socket the server closed may take to answer the close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 
 fn message_type(msg: &ClientMessage) -> &'static str {
     match msg {
@@ -124,6 +143,16 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
         Instant::now(),
     );
     let mut last_heard = tokio::time::Instant::now();
+    let mut last_forwarded: Option<tokio::time::Instant> = None;
+    // Standard WebSocket stacks (browsers, Python's `websockets`, tungstenite)
+    // answer a Ping by themselves, so a live client stays live without
+    // sending anything of its own; three chances per timeout.
+    let period = ping_every(&config);
+    let mut pinger = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    pinger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    // Set when the server sent a close frame, so the handshake is finished.
+    let mut closing = false;
 
     let ending = loop {
         let timeout = if waiting.load(Ordering::Relaxed) {
@@ -133,16 +162,27 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
         };
         tokio::select! {
             frame = stream.next() => {
+                if let Some(Ok(_)) = &frame {
+                    // Any frame at all proves the client is there.
+                    let now = tokio::time::Instant::now();
+                    last_heard = now;
+                    // Waiters' entries expire in the control plane unless
+                    // renewed, whatever kind of frame keeps them alive.
+                    let due = last_forwarded.is_none_or(|t| now - t >= FORWARD_HEARTBEAT_EVERY);
+                    if due && waiting.load(Ordering::Relaxed) {
+                        if let Some(r) = &room {
+                            last_forwarded = Some(now);
+                            let _ = r.tx.send(RoomCmd::Heartbeat { conn_id: conn.id }).await;
+                        }
+                    }
+                }
                 let text = match frame {
                     None | Some(Err(_)) => break Ending::Lost,
                     Some(Ok(Message::Close(frame))) => {
                         let normal = frame.as_ref().is_none_or(|f| f.code == 1000);
                         break if normal { Ending::Clean } else { Ending::Lost };
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                        last_heard = tokio::time::Instant::now();
-                        continue;
-                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Binary(_))) => {
                         metrics.rejected_frames.with_label_values(&["binary"]).inc();
                         conn.send(error(ErrorCode::BadMessage, "frames are JSON text"));
@@ -150,10 +190,10 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
                     }
                     Some(Ok(Message::Text(t))) => t,
                 };
-                last_heard = tokio::time::Instant::now();
                 if text.len() > config.max_frame_bytes {
                     metrics.rejected_frames.with_label_values(&["too_large"]).inc();
                     let _ = sink.send(close_frame(1009, "frame too large")).await;
+                    closing = true;
                     break Ending::Lost;
                 }
                 if bucket.try_take(Instant::now()).is_err() {
@@ -173,12 +213,7 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
                 };
                 metrics.messages.with_label_values(&[message_type(&msg)]).inc();
                 match (&room, msg) {
-                    (_, ClientMessage::Ping) => {
-                        conn.send(ServerMessage::Pong);
-                        if let Some(r) = &room {
-                            let _ = r.tx.send(RoomCmd::Heartbeat { conn_id: conn.id }).await;
-                        }
-                    }
+                    (_, ClientMessage::Ping) => conn.send(ServerMessage::Pong),
                     (_, ClientMessage::Hello { access_token }) => {
                         if user.is_some() {
                             conn.send(error(ErrorCode::BadMessage, "hello was already sent"));
@@ -251,7 +286,7 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
             }
             Some(ev) = chat_rx.recv() => {
                 if let Some(u) = user.as_mut() {
-                    let out = u.event(ev).await;
+                    let out = u.event(&inner.presence, ev).await;
                     if !send_all(&mut sink, out).await {
                         break Ending::Lost;
                     }
@@ -266,6 +301,7 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
                 }
                 Some(Outbound::Close(code, reason)) => {
                     let _ = sink.send(close_frame(code, &reason)).await;
+                    closing = true;
                     break Ending::Clean;
                 }
                 None => break Ending::Lost,
@@ -273,14 +309,26 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
             _ = kill.notified() => {
                 metrics.rejected_frames.with_label_values(&["slow_consumer"]).inc();
                 let _ = sink.send(close_frame(1008, "too slow to keep up")).await;
+                closing = true;
                 break Ending::Lost;
+            }
+            _ = pinger.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break Ending::Lost;
+                }
             }
             _ = tokio::time::sleep_until(last_heard + timeout) => {
                 let _ = sink.send(close_frame(4001, "heartbeat timeout")).await;
+                closing = true;
                 break Ending::Silent;
             }
         }
     };
+    metrics
+        .disconnects
+        .with_label_values(&[ending.label()])
+        .inc();
+    tracing::debug!(conn = conn.id, ?ending, "connection ended");
     if let Some(r) = room {
         let _ =
             r.tx.send(RoomCmd::Disconnected {
@@ -293,6 +341,28 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
         u.close(&inner).await;
     }
     metrics.connections.dec();
+    if closing {
+        // The session is over; this only completes the closing handshake. A
+        // client still writing (answering pings it had not read yet) to a
+        // socket dropped at once would get a reset and lose the close code,
+        // and with it what to do next (4001: resume).
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// How often the server pings: a third of the shorter heartbeat timeout.
+fn ping_every(config: &crate::SignalingConfig) -> Duration {
+    let shortest = config
+        .heartbeat_timeout()
+        .min(config.waiting_heartbeat_timeout());
+    (shortest / 3).max(Duration::from_millis(100))
 }
 
 /// Writes messages straight to the socket (chat catch-up can be longer than

@@ -129,7 +129,9 @@ fn control_error(e: ApiError) -> PortError {
         | ApiError::LastAdmin
         | ApiError::UnsupportedMediaType(_)
         | ApiError::PayloadTooLarge => PortError::Invalid(e.to_string()),
-        ApiError::Unavailable(_) | ApiError::Internal(_) => PortError::Unavailable(e.to_string()),
+        ApiError::Unavailable(_) | ApiError::Overloaded { .. } | ApiError::Internal(_) => {
+            PortError::Unavailable(e.to_string())
+        }
     }
 }
 

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub admissions: IntCounterVec,
     pub join_latency: Histogram,
     pub join_answer_latency: Histogram,
+    pub disconnects: IntCounterVec,
+    pub media_ended: IntCounterVec,
 }
 
 impl Metrics {
@@ -82,6 +84,20 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
         )?;
+        let disconnects = IntCounterVec::new(
+            Opts::new(
+                "convene_signaling_disconnects_total",
+                "Signaling connections ended, by how (clean, lost, heartbeat)",
+            ),
+            &["ending"],
+        )?;
+        let media_ended = IntCounterVec::new(
+            Opts::new(
+                "convene_signaling_media_sessions_ended_total",
+                "SFU media sessions that ended under a participant still in the room, by reason",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(connections_total.clone()))?;
         registry.register(Box::new(messages.clone()))?;
@@ -92,6 +108,8 @@ impl Metrics {
         registry.register(Box::new(admissions.clone()))?;
         registry.register(Box::new(join_latency.clone()))?;
         registry.register(Box::new(join_answer_latency.clone()))?;
+        registry.register(Box::new(disconnects.clone()))?;
+        registry.register(Box::new(media_ended.clone()))?;
         Ok(Self {
             registry,
             connections,
@@ -104,14 +122,23 @@ impl Metrics {
             admissions,
             join_latency,
             join_answer_latency,
+            disconnects,
+            media_ended,
         })
     }
 
     pub fn error(&self, code: ErrorCode) {
-        let label = serde_json::to_value(code)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "unknown".into());
-        self.errors.with_label_values(&[label.as_str()]).inc();
+        self.errors
+            .with_label_values(&[wire_name(code).as_str()])
+            .inc();
     }
+}
+
+/// A unit enum's `snake_case` wire name, the label value its metrics use
+/// (a closed set, so label cardinality stays bounded).
+pub(crate) fn wire_name(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use convene_proto::sfu::{
-    AnswerRequest, Grants, JoinRequest, OfferRequest, SetMuteRequest, SfuEvent, SubscribeRequest,
-    TrackInfo, TrackKind, UnsubscribeRequest, VideoQuality,
+    AnswerRequest, DisconnectReason, Grants, JoinRequest, OfferRequest, SetMuteRequest, SfuEvent,
+    SubscribeRequest, TrackInfo, TrackKind, UnsubscribeRequest, VideoQuality,
 };
-use convene_proto::signaling::{ClientMessage, ErrorCode, ParticipantInfo, ServerMessage};
+use convene_proto::signaling::{
+    ClientMessage, ErrorCode, ParticipantInfo, ServerMessage, WaitingEntryInfo,
+};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -25,6 +27,9 @@ use crate::metrics::Metrics;
 use crate::ports::{Admission, ControlPort, HallEvent, MediaPort, PortError};
 use crate::ratelimit::TokenBucket;
 use crate::room_bus::{LobbyTo, RoomBus, RoomEnvelope, RoomFrame};
+
+mod hall;
+mod media;
 
 /// Messages into a room actor.
 pub(crate) enum RoomCmd {
@@ -72,6 +77,10 @@ struct Participant {
     detached_at: Option<Instant>,
     /// The SFU session exists (first offer answered).
     media_joined: bool,
+    /// Why the last media session ended under this participant, until a new
+    /// one starts; told again on resume, since it may have happened while
+    /// the socket was away.
+    media_lost: Option<DisconnectReason>,
     /// Join time, until the first media packet reaches the participant.
     awaiting_media: Option<Instant>,
     lobby_bucket: TokenBucket,
@@ -83,6 +92,8 @@ struct Waiter {
     detached_at: Option<Instant>,
     last_touch: Instant,
     lobby_bucket: TokenBucket,
+    /// The position this waiter's socket was last told.
+    shown_position: Option<u32>,
 }
 
 pub(crate) struct RoomActor {
@@ -104,6 +115,8 @@ pub(crate) struct RoomActor {
     knocks: TokenBucket,
     /// This room's share of the waiting-entries gauge.
     waiting_seen: i64,
+    /// The waiting list moderators were last sent.
+    shown_entries: Option<Vec<WaitingEntryInfo>>,
     rx: mpsc::Receiver<RoomCmd>,
 }
 
@@ -151,6 +164,7 @@ impl RoomActor {
             last_refresh: now,
             knocks,
             waiting_seen: 0,
+            shown_entries: None,
             rx,
         };
         let handle = RoomHandle { tx: tx.clone() };
@@ -284,8 +298,19 @@ impl RoomActor {
                     }
                     p.conn = Some(conn.clone());
                     p.detached_at = None;
+                    let (lost, moderator) = (p.media_lost, p.admission.moderator);
                     self.conns.insert(conn.id, Member::Participant(pid.clone()));
                     self.send_joined(&pid);
+                    if let Some(reason) = lost {
+                        conn.send(ServerMessage::MediaEnded {
+                            participant_id: pid.clone(),
+                            reason,
+                        });
+                    }
+                    if moderator {
+                        // Changes while the socket was away were not seen.
+                        self.show_waiting_to(&conn).await;
+                    }
                     return Ok(());
                 }
                 None => {
@@ -330,6 +355,7 @@ impl RoomActor {
             detached_at: None,
             last_touch: now,
             lobby_bucket: TokenBucket::per_minute(self.config.lobby_messages_per_min, now),
+            shown_position: None,
         });
         if let Some(old) = waiter.conn.replace(conn.clone()) {
             self.conns.remove(&old.id);
@@ -337,6 +363,9 @@ impl RoomActor {
         }
         waiter.detached_at = None;
         waiter.last_touch = now;
+        // This socket is told its position here; the list refresh below (and
+        // the control plane's event for the same knock) must not repeat it.
+        waiter.shown_position = Some(position);
         self.conns.insert(conn.id, Member::Waiter(user));
         conn.set_waiting(true);
         conn.send(ServerMessage::Waiting { position });
@@ -360,6 +389,7 @@ impl RoomActor {
             resume_token: Uuid::new_v4().simple().to_string(),
             detached_at: None,
             media_joined: false,
+            media_lost: None,
             awaiting_media: Some(started),
             lobby_bucket: TokenBucket::per_minute(self.config.lobby_messages_per_min, now),
         };
@@ -389,15 +419,7 @@ impl RoomActor {
             }
         }
         if moderator {
-            // The first moderator to arrive sees who is already waiting.
-            let control = self.control.clone();
-            let conference = self.conference;
-            let c = conn.clone();
-            tokio::spawn(async move {
-                if let Ok(entries) = control.waiting_entries(conference).await {
-                    c.send(ServerMessage::WaitingUpdated { entries });
-                }
-            });
+            self.show_waiting_to(&conn).await;
         }
     }
 
@@ -444,28 +466,6 @@ impl RoomActor {
                     c.send(msg.clone());
                 }
             }
-        }
-    }
-
-    async fn publish_waiting(&mut self) {
-        match self.control.waiting_entries(self.conference).await {
-            Ok(entries) => {
-                let n = entries.len() as i64;
-                self.metrics.waiting_entries.add(n - self.waiting_seen);
-                self.waiting_seen = n;
-                // Waiters learn their new position when the queue moves.
-                for e in &entries {
-                    if let Some(w) = self.waiters.get(&e.user_id) {
-                        if let Some(c) = &w.conn {
-                            c.send(ServerMessage::Waiting {
-                                position: e.position,
-                            });
-                        }
-                    }
-                }
-                self.send_to_moderators(ServerMessage::WaitingUpdated { entries });
-            }
-            Err(e) => tracing::warn!(error = %e, "could not list waiting entries"),
         }
     }
 
@@ -615,6 +615,7 @@ impl RoomActor {
                         .map_err(port)?;
                     if let Some(p) = self.participants.get_mut(pid) {
                         p.media_joined = true;
+                        p.media_lost = None;
                     }
                     answer
                 };
@@ -945,21 +946,18 @@ impl RoomActor {
         };
         let now = Instant::now();
         match member {
+            // A socket that broke or went silent keeps its participant for
+            // the resume grace; only a deliberate close leaves at once.
             Member::Participant(pid) => {
-                if ending != Ending::Lost {
+                if ending == Ending::Clean {
                     self.remove_participant(&pid, None).await;
                 } else if let Some(p) = self.participants.get_mut(&pid) {
                     p.conn = None;
                     p.detached_at = Some(now);
                 }
             }
-            // A waiter who closed the tab may come back and keeps its place
-            // until the waiting heartbeat runs out; a silent one is gone.
-            Member::Waiter(uid) if ending == Ending::Silent => {
-                self.waiters.remove(&uid);
-                let _ = self.control.leave_waiting(self.conference, uid).await;
-                self.publish_waiting().await;
-            }
+            // A waiter whose socket went away, cleanly or not, may come back
+            // and keeps its place until the waiting heartbeat runs out.
             Member::Waiter(uid) => {
                 if let Some(w) = self.waiters.get_mut(&uid) {
                     w.conn = None;
@@ -1037,12 +1035,7 @@ impl RoomActor {
                 participant_id,
                 reason,
                 ..
-            } => {
-                tracing::debug!(participant = %participant_id, ?reason, "media disconnected");
-                if let Some(p) = self.participants.get_mut(&participant_id) {
-                    p.media_joined = false;
-                }
-            }
+            } => self.media_ended(participant_id, reason).await,
             SfuEvent::ActiveSpeakersChanged { speakers, .. } => {
                 let mut participant_ids: Vec<String> = Vec::with_capacity(speakers.len());
                 for s in speakers {
@@ -1320,6 +1313,10 @@ impl RoomActor {
                 // Every moderator sees what was said in the lobby.
                 self.send_to_moderators(msg);
             }
+            RoomFrame::MediaEnded {
+                participant_id,
+                reason,
+            } if !own => self.remote_media_ended(participant_id, reason),
             RoomFrame::Direct {
                 participant_id,
                 message,

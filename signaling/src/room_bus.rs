@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use convene_control::bus::{Bus, BusEvent};
-use convene_proto::sfu::TrackInfo;
+use convene_proto::sfu::{DisconnectReason, TrackInfo};
 use convene_proto::signaling::{ParticipantInfo, ServerMessage};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -52,6 +52,11 @@ pub(crate) enum RoomFrame {
         from_name: String,
         text: String,
         at_ms: i64,
+    },
+    /// A participant's media session ended; its node tells the others.
+    MediaEnded {
+        participant_id: String,
+        reason: DisconnectReason,
     },
     /// For one participant, on whichever node it is connected.
     Direct {

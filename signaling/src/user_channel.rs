@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::ports::{ChatSummary, PortError, UserPort};
+use crate::presence::Presence;
 use crate::Inner;
 
 type Failure = (ErrorCode, String);
@@ -209,7 +210,7 @@ impl UserChannel {
     }
 
     /// Turns one bus event into what this client should receive.
-    pub(crate) async fn event(&mut self, ev: ChatEvent) -> Vec<ServerMessage> {
+    pub(crate) async fn event(&mut self, presence: &Presence, ev: ChatEvent) -> Vec<ServerMessage> {
         let me = self.user_id;
         match ev {
             ChatEvent::MessageCreated { chat_id, message } => {
@@ -283,14 +284,14 @@ impl UserChannel {
                 if user_id != me || self.chats.contains_key(&chat_id) {
                     return Vec::new();
                 }
-                self.join_chat(chat_id).await
+                self.join_chat(presence, chat_id).await
             }
             ChatEvent::MemberAdded { chat_id, user_id } => {
                 if user_id == me {
                     if self.chats.contains_key(&chat_id) {
                         return Vec::new();
                     }
-                    return self.join_chat(chat_id).await;
+                    return self.join_chat(presence, chat_id).await;
                 }
                 let Some(state) = self.chats.get_mut(&chat_id) else {
                     return Vec::new();
@@ -298,7 +299,9 @@ impl UserChannel {
                 if !state.members.contains(&user_id) {
                     state.members.push(user_id);
                 }
-                vec![ServerMessage::ChatMemberAdded { chat_id, user_id }]
+                let mut out = vec![ServerMessage::ChatMemberAdded { chat_id, user_id }];
+                out.extend(self.presence_of(presence, &[user_id]).await);
+                out
             }
             ChatEvent::MemberRemoved { chat_id, user_id } => {
                 let Some(state) = self.chats.get_mut(&chat_id) else {
@@ -314,17 +317,19 @@ impl UserChannel {
     }
 
     /// The user was added to a chat: deliver it from its start.
-    async fn join_chat(&mut self, chat_id: Uuid) -> Vec<ServerMessage> {
+    async fn join_chat(&mut self, presence: &Presence, chat_id: Uuid) -> Vec<ServerMessage> {
         let me = self.user_id;
         match self.port.chat(me, chat_id).await {
             Ok(mut s) => {
                 s.last_seq = 0;
+                let members = s.members.clone();
                 self.track(s);
                 let mut out = vec![ServerMessage::ChatMemberAdded {
                     chat_id,
                     user_id: me,
                 }];
                 out.extend(self.fill_logged(chat_id).await);
+                out.extend(self.presence_of(presence, &members).await);
                 out
             }
             Err(e) => {
@@ -332,6 +337,35 @@ impl UserChannel {
                 Vec::new()
             }
         }
+    }
+
+    /// Presence of users who just came to share a chat with this client.
+    /// Their presence events so far went to chats this client was not in
+    /// (or they came online before the chat existed), so it is looked up;
+    /// only what differs from what the client was shown is sent, and
+    /// offline is what a client assumes of a user it was never told about.
+    async fn presence_of(&mut self, presence: &Presence, users: &[Uuid]) -> Vec<ServerMessage> {
+        let users: Vec<Uuid> = users
+            .iter()
+            .copied()
+            .filter(|u| *u != self.user_id)
+            .collect();
+        if users.is_empty() {
+            return Vec::new();
+        }
+        let online = presence.online(&users).await;
+        let mut out = Vec::new();
+        for u in users {
+            let now = online.contains(&u);
+            let shown = self.shown_online.insert(u, now);
+            if shown.unwrap_or(false) != now {
+                out.push(ServerMessage::Presence {
+                    user_id: u,
+                    online: now,
+                });
+            }
+        }
+        out
     }
 
     async fn fill_logged(&mut self, chat_id: Uuid) -> Vec<ServerMessage> {

@@ -409,3 +409,73 @@ async fn chats_created_or_joined_while_connected_arrive_live() {
     assert_eq!(c.created_seqs(1).await, vec![(2, "second".to_string())]);
     c.nothing_pending().await;
 }
+
+fn presence(m: &ServerMessage) -> Option<(uuid::Uuid, bool)> {
+    match m {
+        ServerMessage::Presence { user_id, online } => Some((*user_id, *online)),
+        _ => None,
+    }
+}
+
+/// Two users online with no chat in common: when one creates a chat with
+/// the other, each learns at once that the other is online (once), and
+/// later presence changes travel through the new chat.
+async fn a_new_chat_brings_the_members_presence(a_node: &support::Node, b_node: &support::Node) {
+    let (ada, ada_id) = a_node.user("ada").await;
+    let (bob, bob_id) = b_node.user("bob").await;
+    let (mut a, online) = a_node.hello(&ada).await;
+    assert!(online.is_empty(), "{online:?}");
+    let (mut b, online) = b_node.hello(&bob).await;
+    assert!(online.is_empty(), "{online:?}");
+
+    let chat = a_node.chat(&ada, &["bob"]).await;
+    for (client, me, other) in [(&mut a, ada_id, bob_id), (&mut b, bob_id, ada_id)] {
+        client
+            .expect("the new chat", |m| match m {
+                ServerMessage::ChatMemberAdded { chat_id, user_id }
+                    if (*chat_id, *user_id) == (chat, me) =>
+                {
+                    Some(())
+                }
+                _ => None,
+            })
+            .await;
+        assert_eq!(
+            client.expect("the other's presence", presence).await,
+            (other, true)
+        );
+        let rest = client.until_pong().await;
+        assert!(
+            !rest.iter().any(|m| presence(m).is_some()),
+            "presence once: {rest:?}"
+        );
+    }
+
+    b.ws.close(None).await.unwrap();
+    assert_eq!(
+        a.expect("bob goes offline", presence).await,
+        (bob_id, false)
+    );
+}
+
+#[tokio::test]
+async fn a_new_chat_brings_the_members_presence_one_node() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let n = node(&db.url, None).await;
+    a_new_chat_brings_the_members_presence(&n, &n).await;
+}
+
+#[tokio::test]
+async fn a_new_chat_brings_the_members_presence_across_nodes() {
+    let Some(redis_url) = common::redis_available().await else {
+        return;
+    };
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let a_node = node(&db.url, Some(&redis_url)).await;
+    let b_node = node(&db.url, Some(&redis_url)).await;
+    a_new_chat_brings_the_members_presence(&a_node, &b_node).await;
+}

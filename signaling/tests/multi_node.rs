@@ -1,7 +1,9 @@
 //! Two signaling nodes sharing PostgreSQL, Redis and one SFU serve one
 //! conference: participants on either node see each other, chat is in one
 //! order everywhere, a waiter on one node is admitted by a moderator on the
-//! other, and a dead node's participants expire.
+//! other, and a dead node's participants expire. Waiting-hall changes are
+//! told once on either node, and a media session that dies on one node is
+//! told on the other.
 
 mod support;
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 use convene_proto::signaling::{ClientMessage, ParticipantInfo, ServerMessage};
 use convene_signaling::SignalingConfig;
 use support::common::{self, Backend, TestDb};
-use support::{node_with, Client, Node};
+use support::{node_setup, node_with, scenarios, Client, Node, Setup};
 use uuid::Uuid;
 
 fn joined(m: &ServerMessage) -> Option<(String, Vec<ParticipantInfo>)> {
@@ -46,6 +48,11 @@ fn chat(m: &ServerMessage) -> Option<(u64, String)> {
 }
 
 async fn two_nodes() -> Option<(Node, Node, String, TestDb)> {
+    two_nodes_on(convene_sfu::SfuConfig::for_tests()).await
+}
+
+/// Two nodes sharing one SFU, started with `sfu`.
+async fn two_nodes_on(sfu: convene_sfu::SfuConfig) -> Option<(Node, Node, String, TestDb)> {
     let redis = common::redis_available().await?;
     let db = TestDb::new(Backend::Postgres).await?;
     // Short claims so an expired node shows within the test.
@@ -53,7 +60,12 @@ async fn two_nodes() -> Option<(Node, Node, String, TestDb)> {
         presence_ttl_secs: 3,
         ..SignalingConfig::default()
     };
-    let a = node_with(&db.url, Some(&redis), None, config.clone()).await;
+    let setup = Setup {
+        signaling: config.clone(),
+        sfu,
+        ..Setup::default()
+    };
+    let a = node_setup(&db.url, Some(&redis), None, setup).await;
     let b = node_with(&db.url, Some(&redis), Some(a.sfu.clone()), config).await;
     Some((a, b, redis, db))
 }
@@ -253,4 +265,24 @@ async fn waiter_on_one_node_is_admitted_by_a_moderator_on_the_other() {
             .participant_id,
         w_pid
     );
+}
+
+#[tokio::test]
+async fn each_waiting_change_is_told_once_across_nodes() {
+    let Some((a_node, b_node, _redis, _db)) = two_nodes().await else {
+        return;
+    };
+    scenarios::each_waiting_change_is_told_once(&a_node, &b_node).await;
+}
+
+#[tokio::test]
+async fn ice_timeout_on_one_node_is_told_on_the_other() {
+    let sfu = convene_sfu::SfuConfig {
+        ice_timeout_ms: 1_000,
+        ..convene_sfu::SfuConfig::for_tests()
+    };
+    let Some((a_node, b_node, _redis, _db)) = two_nodes_on(sfu).await else {
+        return;
+    };
+    scenarios::ice_timeout_is_told_and_a_new_offer_restarts_media(&a_node, &b_node).await;
 }

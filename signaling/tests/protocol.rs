@@ -19,6 +19,7 @@ const STEP: Duration = Duration::from_secs(10);
 
 struct Server {
     addr: SocketAddr,
+    signaling: Signaling,
     http: reqwest::Client,
     control: Control,
     _dir: Option<tempfile::TempDir>,
@@ -55,6 +56,7 @@ async fn start_at(dir: &std::path::Path, config: SignalingConfig) -> Server {
     });
     Server {
         addr,
+        signaling,
         http: reqwest::Client::new(),
         control,
         _dir: None,
@@ -71,6 +73,18 @@ async fn start() -> Server {
 }
 
 impl Server {
+    /// The signaling service's open-connections gauge.
+    fn open_connections(&self) -> f64 {
+        self.signaling
+            .registry()
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "convene_signaling_connections")
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_gauge().get_value())
+            .sum()
+    }
+
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         let mut req = self
             .http
@@ -901,11 +915,14 @@ async fn lobby_chat_goes_both_ways() {
     assert_eq!(seen, 10, "a waiter gets ten lobby messages a minute");
 }
 
+/// A silent socket is closed with 4001 and, like a dropped one, its
+/// participant leaves once the resume grace has passed without a resume.
 #[tokio::test]
 async fn silent_client_is_dropped_and_the_room_told() {
     let dir = tempfile::tempdir().unwrap();
     let config = SignalingConfig {
         heartbeat_timeout_secs: 1,
+        resume_grace_secs: 1,
         ..SignalingConfig::default()
     };
     let mut srv = start_at(dir.path(), config).await;
@@ -920,7 +937,18 @@ async fn silent_client_is_dropped_and_the_room_told() {
     b.join(&srv.join_token(&bob, &conf).await.0).await;
     let (b_pid, _, _) = b.expect("joined", joined).await;
 
-    // alice keeps pinging; bob says nothing and is closed with 4001.
+    // alice keeps pinging; bob says nothing (nor answers the server's
+    // pings: his socket is not read until the server has closed it) and is
+    // closed with 4001.
+    let deadline = tokio::time::Instant::now() + STEP;
+    while srv.open_connections() > 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "bob never dropped");
+        a.send(&ClientMessage::Ping).await;
+        a.expect("pong", |m| (*m == ServerMessage::Pong).then_some(()))
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.closed().await, Some(4001));
     let left = tokio::time::timeout(STEP, async {
         loop {
             a.send(&ClientMessage::Ping).await;
@@ -932,7 +960,6 @@ async fn silent_client_is_dropped_and_the_room_told() {
         }
     })
     .await
-    .expect("bob dropped in time");
+    .expect("bob left once the grace passed");
     assert_eq!(left, b_pid);
-    assert_eq!(b.closed().await, Some(4001));
 }

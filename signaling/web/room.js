@@ -51,8 +51,10 @@ export class Room {
     ws.onclose = (ev) => {
       clearInterval(this.pinger);
       if (this.closed) return;
-      if (this.resumeToken && ev.code !== 1000 && ev.code !== 4001) {
-        // Socket lost: resume within the server's grace period.
+      // 1000 ends the session on purpose and 4000 means another socket took
+      // it over; anything else (a broken socket, 4001 after a stall) is
+      // resumed within the server's grace period.
+      if (this.resumeToken && ev.code !== 1000 && ev.code !== 4000) {
         setTimeout(() => this.connect(), 1000);
       } else if (ev.code !== 1000) {
         this.status(`disconnected (${ev.code} ${ev.reason})`);
@@ -87,6 +89,7 @@ export class Room {
       case 'track_muted': return;
       case 'offer': return this.onOffer(m.sdp);
       case 'answer': return this.queue(() => this.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp }));
+      case 'media_ended': return this.onMediaEnded(m);
       case 'active_speakers': return this.highlight(m.participant_ids);
       case 'chat': return this.appendChat(`${m.from.name}`, m.text);
       case 'lobby_message': return this.appendChat(`${m.from_name} (waiting hall)`, m.text);
@@ -125,11 +128,23 @@ export class Room {
   async onJoined(m) {
     this.participantId = m.participant_id;
     this.resumeToken = m.resume_token;
+    this.iceServers = m.ice_servers;
     for (const p of m.participants) this.participants.set(p.participant_id, p);
     for (const t of m.tracks) this.tracks.set(t.track_id, t);
     this.joinedAt = performance.now() - this.startedAt;
     this.renderRoom();
     if (!this.pc) await this.setupPc(m.ice_servers);
+  }
+
+  // The SFU dropped a media session. Ours: a new peer connection and offer on
+  // the same socket start another one. Someone else's: its tile goes until
+  // its tracks come back.
+  onMediaEnded(m) {
+    if (m.participant_id !== this.participantId) return this.removeTile(m.participant_id);
+    this.status(`media lost (${m.reason}); reconnecting`);
+    this.myTracks = [];
+    this.closePc();
+    return this.setupPc(this.iceServers);
   }
 
   async setupPc(iceServers) {

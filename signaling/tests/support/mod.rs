@@ -4,6 +4,7 @@
 
 #[path = "../../../control/tests/common/mod.rs"]
 pub mod common;
+pub mod scenarios;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub struct Node {
     pub http: reqwest::Client,
     pub control: Control,
     pub sfu: convene_sfu::SfuHandle,
+    pub signaling: Signaling,
     task: tokio::task::JoinHandle<()>,
     _sfu: Option<convene_sfu::Sfu>,
 }
@@ -52,18 +54,54 @@ pub async fn node_with(
     sfu: Option<convene_sfu::SfuHandle>,
     config: SignalingConfig,
 ) -> Node {
+    let setup = Setup {
+        signaling: config,
+        ..Setup::default()
+    };
+    node_setup(db_url, redis, sfu, setup).await
+}
+
+/// Everything a test may tune on a node.
+pub struct Setup {
+    pub signaling: SignalingConfig,
+    /// For the node's own SFU (ignored when it shares another node's).
+    pub sfu: convene_sfu::SfuConfig,
+    /// Control-plane settings on top of the test defaults.
+    pub control: fn(&mut ControlConfig),
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            signaling: SignalingConfig::default(),
+            sfu: convene_sfu::SfuConfig::for_tests(),
+            control: |_| {},
+        }
+    }
+}
+
+pub async fn node_setup(
+    db_url: &str,
+    redis: Option<&str>,
+    sfu: Option<convene_sfu::SfuHandle>,
+    setup: Setup,
+) -> Node {
+    let Setup {
+        signaling: config,
+        sfu: sfu_config,
+        control: tweak,
+    } = setup;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut cc = ControlConfig::for_tests(db_url);
     cc.public_url = format!("http://{addr}");
     cc.redis_url = redis.map(str::to_string);
+    tweak(&mut cc);
     let control = Control::start(cc).await.expect("control starts");
     let (owned, handle) = match sfu {
         Some(h) => (None, h),
         None => {
-            let (sfu, handle) = convene_sfu::start(convene_sfu::SfuConfig::for_tests())
-                .await
-                .expect("sfu starts");
+            let (sfu, handle) = convene_sfu::start(sfu_config).await.expect("sfu starts");
             (Some(sfu), handle)
         }
     };
@@ -81,6 +119,7 @@ pub async fn node_with(
     .await
     .expect("signaling starts");
     let app = control.router().merge(signaling.router());
+    let signaling = signaling.clone();
     let task = tokio::spawn(async move {
         let _ = convene_control::serve(listener, app, std::future::pending()).await;
     });
@@ -90,12 +129,52 @@ pub async fn node_with(
         http: reqwest::Client::new(),
         control,
         sfu: handle,
+        signaling,
         task,
         _sfu: owned,
     }
 }
 
 impl Node {
+    /// A gauge or counter of this node's signaling metrics (summed over
+    /// labels matching `label`, if given).
+    pub fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+        let mut sum = 0.0;
+        for family in self.signaling.registry().gather() {
+            if family.name() != name {
+                continue;
+            }
+            let gauge = family.get_field_type() == prometheus::proto::MetricType::GAUGE;
+            for m in family.get_metric() {
+                let wanted = label.is_none_or(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == k && l.value() == v)
+                });
+                if wanted {
+                    sum += if gauge {
+                        m.get_gauge().get_value()
+                    } else {
+                        m.get_counter().get_value()
+                    };
+                }
+            }
+        }
+        sum
+    }
+
+    /// Polls a condition until it holds (or the step's deadline passes).
+    pub async fn until(&self, what: &str, mut cond: impl FnMut(&Node) -> bool) {
+        let deadline = tokio::time::Instant::now() + STEP;
+        while !cond(self) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -283,6 +362,54 @@ impl Client {
             resume_token: None,
         })
         .await;
+    }
+
+    /// A WebSocket-level Ping, as client libraries send to keep a socket up.
+    pub async fn ws_ping(&mut self) {
+        self.ws
+            .send(Message::Ping(Vec::new().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Waits for the server to close the socket; the close code, if any.
+    pub async fn closed(&mut self) -> Option<u16> {
+        self.closing().await.1
+    }
+
+    /// The messages the server sent before it closed the socket, and the
+    /// close code, if any.
+    pub async fn closing(&mut self) -> (Vec<ServerMessage>, Option<u16>) {
+        let deadline = tokio::time::Instant::now() + STEP;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.ws.next())
+                .await
+                .expect("close in time")
+            {
+                None | Some(Err(_)) => return (out, None),
+                Some(Ok(Message::Close(f))) => return (out, f.map(|f| u16::from(f.code))),
+                Some(Ok(Message::Text(t))) => {
+                    out.push(serde_json::from_str(t.as_str()).expect("valid server message"))
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Every message up to the pong answering a fresh ping. Only the
+    /// connection answers pings, so this proves what the socket has queued,
+    /// not what a room actor may still send.
+    pub async fn until_pong(&mut self) -> Vec<ServerMessage> {
+        self.send(&ClientMessage::Ping).await;
+        let mut out = Vec::new();
+        loop {
+            match self.next().await {
+                ServerMessage::Pong => return out,
+                m => out.push(m),
+            }
+        }
     }
 
     /// The next message that is not presence or typing chatter.

@@ -1,0 +1,273 @@
+//! A session's life on one node, over real sockets: what keeps a socket
+//! alive, resuming after a heartbeat close, a media session that dies under
+//! a live socket, and the waiting hall telling each change once.
+
+mod support;
+
+use std::time::Duration;
+
+use convene_proto::signaling::{ClientMessage, ServerMessage};
+use convene_signaling::SignalingConfig;
+use futures::StreamExt;
+use serde_json::json;
+use support::common::{Backend, TestDb};
+use support::{node_setup, scenarios, Node, Setup};
+use tokio_tungstenite::tungstenite::Message;
+
+fn joined(m: &ServerMessage) -> Option<(String, String)> {
+    match m {
+        ServerMessage::Joined {
+            participant_id,
+            resume_token,
+            ..
+        } => Some((participant_id.clone(), resume_token.clone())),
+        _ => None,
+    }
+}
+
+fn left_or_joined(m: &ServerMessage) -> bool {
+    matches!(
+        m,
+        ServerMessage::ParticipantLeft { .. } | ServerMessage::ParticipantJoined { .. }
+    )
+}
+
+async fn one_node(db: &TestDb, setup: Setup) -> Node {
+    node_setup(&db.url, None, None, setup).await
+}
+
+/// A client that only sends WebSocket Ping frames (what Python's
+/// `websockets` does by default) stays connected past the heartbeat timeout,
+/// and a waiter doing so keeps its waiting-hall entry past the control
+/// plane's waiter TTL.
+#[tokio::test]
+async fn websocket_pings_alone_keep_a_participant_and_a_waiter() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let n = one_node(
+        &db,
+        Setup {
+            signaling: SignalingConfig {
+                heartbeat_timeout_secs: 2,
+                waiting_heartbeat_timeout_secs: 3,
+                ..SignalingConfig::default()
+            },
+            // Waiter entries are renewed at most every 5 s, so 6 s is the
+            // shortest TTL a live waiter survives.
+            control: |c| c.waiting_ttl_secs = 6,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (ada, _) = n.user("ada").await;
+    let (bob, bob_id) = n.user("bob").await;
+    let (wes, wes_id) = n.user("wes").await;
+    let conf = n.conference(&ada, &["bob", "wes"], true).await;
+
+    let (token, _) = n.join_token(&ada, conf).await;
+    let mut a = n.connect().await;
+    a.join(&token).await;
+    a.expect("joined", joined).await;
+    // bob is let in over REST, so he enters as a participant.
+    let (_, waiting) = n.join_token(&bob, conf).await;
+    assert!(waiting);
+    n.post(
+        &format!("/v1/conferences/{conf}/waiting/{bob_id}/admit"),
+        &ada,
+        json!({}),
+    )
+    .await;
+    let (token, waiting) = n.join_token(&bob, conf).await;
+    assert!(!waiting);
+    let mut b = n.connect().await;
+    b.join(&token).await;
+    let (b_pid, _) = b.expect("joined", joined).await;
+    let (token, waiting) = n.join_token(&wes, conf).await;
+    assert!(waiting);
+    let mut w = n.connect().await;
+    w.join(&token).await;
+    w.expect("waiting", |m| {
+        matches!(m, ServerMessage::Waiting { .. }).then_some(())
+    })
+    .await;
+
+    // Past the heartbeat timeouts and the waiter TTL (plus one sweep), bob
+    // and wes send nothing but WebSocket pings and read nothing.
+    let until = tokio::time::Instant::now() + Duration::from_secs(9);
+    let mut seen = Vec::new();
+    let mut every = tokio::time::interval(Duration::from_millis(300));
+    while tokio::time::Instant::now() < until {
+        every.tick().await;
+        b.ws_ping().await;
+        w.ws_ping().await;
+        seen.extend(a.until_pong().await);
+    }
+    assert!(
+        !seen.iter().any(|m| matches!(
+            m,
+            ServerMessage::ParticipantLeft { participant_id } if *participant_id == b_pid
+        )),
+        "bob stayed in the room: {seen:?}"
+    );
+    let queue = n.control.waiting_queue(conf).await.unwrap();
+    assert!(
+        queue
+            .iter()
+            .any(|e| e.user_id == wes_id && e.position.is_some()),
+        "wes still waits: {queue:?}"
+    );
+    // Both sockets are still open.
+    b.until_pong().await;
+    w.until_pong().await;
+}
+
+/// A client that sends nothing at all but whose WebSocket stack answers the
+/// server's pings (browsers, `websockets`, tungstenite while it reads) stays
+/// connected past the heartbeat timeout.
+#[tokio::test]
+async fn answering_server_pings_keeps_a_silent_client() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let n = one_node(
+        &db,
+        Setup {
+            signaling: SignalingConfig {
+                heartbeat_timeout_secs: 2,
+                ..SignalingConfig::default()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (ada, _) = n.user("ada").await;
+    let conf = n.conference(&ada, &[], false).await;
+    let (token, _) = n.join_token(&ada, conf).await;
+    let mut a = n.connect().await;
+    a.join(&token).await;
+    a.expect("joined", joined).await;
+
+    // Three heartbeat timeouts of reading only: tungstenite answers each
+    // ping while it reads, and nothing else goes out.
+    let until = tokio::time::Instant::now() + Duration::from_secs(6);
+    let mut pings = 0;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, a.ws.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(Message::Close(f)))) => panic!("closed: {f:?}"),
+            Ok(None | Some(Err(_))) => panic!("socket broke"),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    assert!(pings >= 3, "the server pinged {pings} times");
+    a.until_pong().await;
+    assert_eq!(n.metric("convene_signaling_participants", None), 1.0);
+}
+
+/// A socket closed for silence (4001) keeps its participant for the resume
+/// grace like a dropped one: `join` with the room token and the resume
+/// token gets the same participant back, and the room sees no departure.
+#[tokio::test]
+async fn a_heartbeat_close_can_be_resumed() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let n = one_node(
+        &db,
+        Setup {
+            signaling: SignalingConfig {
+                heartbeat_timeout_secs: 2,
+                ..SignalingConfig::default()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (ada, _) = n.user("ada").await;
+    let (bob, _) = n.user("bob").await;
+    let conf = n.conference(&ada, &["bob"], false).await;
+    let (token, _) = n.join_token(&ada, conf).await;
+    let mut a = n.connect().await;
+    a.join(&token).await;
+    a.expect("joined", joined).await;
+    let (bob_token, _) = n.join_token(&bob, conf).await;
+    let mut b = n.connect().await;
+    b.join(&bob_token).await;
+    let (b_pid, resume) = b.expect("joined", joined).await;
+    a.expect("bob joined", |m| {
+        matches!(m, ServerMessage::ParticipantJoined { .. }).then_some(())
+    })
+    .await;
+    let open = n.metric("convene_signaling_connections", None);
+    assert_eq!(open, 2.0);
+
+    // bob goes silent: his socket is not even read (which would answer the
+    // server's pings) until the server has closed it.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + support::STEP;
+    while n.metric("convene_signaling_connections", None) > 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "bob never dropped");
+        seen.extend(a.until_pong().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.closed().await, Some(4001));
+
+    let mut b2 = n.connect().await;
+    b2.send(&ClientMessage::Join {
+        token: bob_token,
+        resume_token: Some(resume),
+    })
+    .await;
+    let pid = b2
+        .expect("joined again", |m| match m {
+            ServerMessage::Joined { participant_id, .. } => Some(participant_id.clone()),
+            ServerMessage::Error { code, message } => panic!("resume refused: {code:?} {message}"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(pid, b_pid, "same participant after the resume");
+
+    // Room messages reach ada in the room's order: nothing about bob
+    // leaving or joining came before his chat after the resume.
+    b2.send(&ClientMessage::Chat {
+        text: "back".into(),
+    })
+    .await;
+    a.expect("bob's chat", |m| {
+        seen.push(m.clone());
+        matches!(m, ServerMessage::Chat { text, .. } if text == "back").then_some(())
+    })
+    .await;
+    assert!(!seen.iter().any(left_or_joined), "{seen:?}");
+}
+
+#[tokio::test]
+async fn ice_timeout_is_told_and_a_new_offer_restarts_media() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let n = one_node(
+        &db,
+        Setup {
+            sfu: convene_sfu::SfuConfig {
+                ice_timeout_ms: 1_000,
+                ..convene_sfu::SfuConfig::for_tests()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    scenarios::ice_timeout_is_told_and_a_new_offer_restarts_media(&n, &n).await;
+}
+
+#[tokio::test]
+async fn each_waiting_change_is_told_once() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let n = one_node(&db, Setup::default()).await;
+    scenarios::each_waiting_change_is_told_once(&n, &n).await;
+}
