@@ -56,6 +56,9 @@ pub struct Peer {
     /// A media packet was written to this participant as a subscriber
     /// (`MediaStarted` was emitted).
     pub media_started: bool,
+    /// RTP was written to this subscriber and not yet released to str0m's
+    /// pacer (`Worker::release_writes`).
+    pub writes_pending: bool,
 }
 
 impl Peer {
@@ -104,6 +107,7 @@ impl Peer {
             nacks_seen: Vec::new(),
             nacks_sent: Vec::new(),
             media_started: false,
+            writes_pending: false,
         };
         for addr in local_addrs {
             let c = Candidate::host(addr, "udp")

@@ -107,6 +107,7 @@ impl SimNet {
     ) -> Result<T, SfuError> {
         let (tx, mut rx) = oneshot::channel();
         self.worker.on_command(make(tx), self.now);
+        self.worker.release_writes(self.now);
         rx.try_recv().expect("the worker answers at once")
     }
 
@@ -325,6 +326,7 @@ impl SimNet {
                 local_ip: Some(SFU_ADDR.ip()),
             };
             self.worker.on_datagram(meta, &d, now, now);
+            self.worker.release_writes(now);
             self.deliver_worker_output();
         }
         moved
@@ -375,6 +377,7 @@ impl SimNet {
             local_ip: Some(SFU_ADDR.ip()),
         };
         self.worker.on_datagram(meta, datagram, self.now, self.now);
+        self.worker.release_writes(self.now);
     }
 
     /// The worker's queued datagrams, taken.

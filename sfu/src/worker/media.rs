@@ -8,7 +8,6 @@ use convene_proto::sfu::{DisconnectReason, SfuEvent, TrackKind};
 use str0m::bwe::Bitrate;
 use str0m::media::{MediaKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
-use str0m::Input;
 use tracing::{debug, info, warn};
 
 use super::{Worker, REMB_INTERVAL};
@@ -149,7 +148,7 @@ impl Worker {
         self.metrics.bytes_forwarded.inc_by(len);
         self.metrics
             .forwarding_latency
-            .observe(f.received_at.elapsed().as_secs_f64());
+            .observe(now.saturating_duration_since(f.received_at).as_secs_f64());
         if first {
             // Once per session: `media_started` lives and dies with the Peer.
             if let Some(p) = self.peers.get(&f.to) {
@@ -162,15 +161,15 @@ impl Worker {
             }
         }
         // str0m's send queue only becomes visible to its pacer in
-        // `handle_timeout`: without this the copy would wait for the
-        // subscriber's next timeout (after the whole receive batch, or
-        // later), even unpaced.
+        // `handle_timeout`: the written copies are released at the end of
+        // the receive batch (`Worker::release_writes`), one handle_timeout
+        // per subscriber for all the batch wrote to it.
         if let Some(p) = self.peers.get_mut(&f.to) {
-            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
-                debug!(participant = %p.participant_id, "timeout after write failed: {e}");
+            if !p.writes_pending {
+                p.writes_pending = true;
+                self.written.push(f.to);
             }
         }
-        self.drain(f.to, now);
     }
 
     /// DataChannel room broadcast. The SFU stamps the sender so receivers

@@ -66,6 +66,10 @@ pub struct Worker {
     /// Read time of the datagram being handled: the forwarding latency
     /// metrics start here.
     received_at: Option<Instant>,
+    /// Read time of the first datagram of the current receive batch.
+    batch_read_at: Option<Instant>,
+    /// Subscribers written to since the last [`Worker::release_writes`].
+    written: Vec<ParticipantKey>,
     next_tick: Instant,
     last_remb: Instant,
 }
@@ -97,6 +101,8 @@ impl Worker {
             data_out: Vec::new(),
             out: Vec::with_capacity(1024),
             received_at: None,
+            batch_read_at: None,
+            written: Vec::new(),
             next_tick: now,
             last_remb: now,
         }
@@ -161,6 +167,7 @@ impl Worker {
             self.metrics.dropped.rtc_error.inc();
         }
         self.received_at = Some(read_at);
+        self.batch_read_at.get_or_insert(read_at);
         self.drain(key, now);
         self.flush(now);
         self.received_at = None;
@@ -243,6 +250,34 @@ impl Worker {
         self.metrics.dropped.send_failed.inc_by(sent.failed as u64);
     }
 
+    /// Let str0m send what was written to subscribers since the last call:
+    /// one `handle_timeout` per subscriber written to (it is what makes
+    /// str0m's pacer see new queue entries, and the costly part of a
+    /// write). The loop calls it after every received datagram, command
+    /// and timeout round, so a copy never waits for a later timeout.
+    pub fn release_writes(&mut self, now: Instant) {
+        if self.written.is_empty() {
+            self.batch_read_at = None;
+            return;
+        }
+        self.received_at = self.batch_read_at.take();
+        let mut written = std::mem::take(&mut self.written);
+        for &key in &written {
+            let Some(p) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            p.writes_pending = false;
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                debug!(participant = %p.participant_id, "timeout after write failed: {e}");
+            }
+            self.drain(key, now);
+        }
+        written.clear();
+        self.written = written;
+        self.flush(now);
+        self.received_at = None;
+    }
+
     /// Timers that are due, the periodic tick, and their consequences.
     pub fn on_timeout(&mut self, now: Instant) {
         self.handle_timeouts(now);
@@ -251,6 +286,7 @@ impl Worker {
             self.next_tick = now + TICK;
         }
         self.flush(now);
+        self.release_writes(now);
     }
 
     /// Run queued actions to completion (writes may cause more actions).
