@@ -46,7 +46,8 @@ pub struct HttpArgs {
     /// Address of the HTTP listener (REST API, WebSocket, web client).
     #[arg(long, env = "CONVENE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
-    /// Directory for the embedded SQLite database when DATABASE_URL is unset.
+    /// Directory (mode 0700) for the embedded SQLite database and the
+    /// persisted JWT secret when DATABASE_URL is unset.
     #[arg(long, env = "CONVENE_DATA_DIR", default_value = "./convene-data")]
     pub data_dir: PathBuf,
     #[command(flatten)]

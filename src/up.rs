@@ -15,14 +15,11 @@ use tokio::net::TcpListener;
 use crate::cli::{ControlArgs, HttpArgs, UpArgs};
 
 /// Fills in the embedded defaults: without DATABASE_URL the control plane uses
-/// a SQLite file in the data directory, and the public URL follows the listener.
+/// a SQLite file and a persisted JWT secret in the data directory, and the
+/// public URL follows the listener.
 fn embedded_defaults(http: &HttpArgs, mut control: ControlConfig) -> anyhow::Result<ControlConfig> {
-    if control.database_url.is_none() {
-        std::fs::create_dir_all(&http.data_dir)
-            .with_context(|| format!("creating data directory {}", http.data_dir.display()))?;
-        let file = http.data_dir.join("convene.db");
-        control.database_url = Some(format!("sqlite://{}?mode=rwc", file.display()));
-    }
+    convene_control::datadir::apply_embedded(&mut control, &http.data_dir)
+        .with_context(|| format!("preparing data directory {}", http.data_dir.display()))?;
     // The default public URL assumes the default listener; follow the
     // listener when only --http-addr was changed.
     if control.public_url == ControlConfig::default().public_url && !is_default_addr(http) {

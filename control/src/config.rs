@@ -16,8 +16,10 @@ pub struct ControlConfig {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
-    /// HS256 secret for access and room tokens. A random one is generated
-    /// when absent, which invalidates every token on restart.
+    /// HS256 secret for access and room tokens; prefer the environment
+    /// variable (flags show in `ps`). When absent with the embedded SQLite
+    /// default, one is generated once and kept in `<data dir>/jwt-secret`;
+    /// with DATABASE_URL a random one per start (set it for clusters).
     #[arg(long, env = "CONVENE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 

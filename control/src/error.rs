@@ -199,4 +199,10 @@ pub enum ControlError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -17,6 +17,7 @@ mod cache;
 pub mod chats;
 pub mod conferences;
 pub mod config;
+pub mod datadir;
 pub mod db;
 pub mod error;
 pub mod extract;
@@ -105,8 +106,11 @@ impl Control {
         let secret = match &config.jwt_secret {
             Some(s) if !s.is_empty() => s.clone(),
             _ => {
+                // Only without a data directory (an explicit DATABASE_URL,
+                // typically a cluster): `datadir::apply_embedded` persists one
+                // otherwise, and nodes cannot agree on a secret by themselves.
                 tracing::warn!(
-                    "CONVENE_JWT_SECRET is not set; using a random secret, tokens will not survive a restart"
+                    "CONVENE_JWT_SECRET is not set; using a random secret: sessions will not survive a restart and tokens are not accepted by other nodes"
                 );
                 tokens::random_secret()
             }

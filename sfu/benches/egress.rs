@@ -17,7 +17,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 const MS: Duration = Duration::from_millis(1);
 
 fn room(subscribers: usize) -> SimNet {
-    let mut net = SimNet::new(SfuConfig::for_tests());
+    let mut net = SimNet::new(SfuConfig {
+        max_participants_per_room: 1000,
+        ..SfuConfig::for_tests()
+    });
     net.join("r", "pub", true);
     for i in 0..subscribers {
         net.join("r", &format!("s{i}"), false);

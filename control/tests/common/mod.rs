@@ -69,6 +69,15 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A database the test manages itself (e.g. in a data directory it owns).
+    pub fn external(url: String) -> TestDb {
+        TestDb {
+            url,
+            pg_name: None,
+            _dir: None,
+        }
+    }
+
     pub async fn new(backend: Backend) -> Option<TestDb> {
         match backend {
             Backend::Sqlite => {
