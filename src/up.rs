@@ -20,12 +20,26 @@ use crate::cli::{ControlArgs, HttpArgs, UpArgs};
 fn embedded_defaults(http: &HttpArgs, mut control: ControlConfig) -> anyhow::Result<ControlConfig> {
     convene_control::datadir::apply_embedded(&mut control, &http.data_dir)
         .with_context(|| format!("preparing data directory {}", http.data_dir.display()))?;
-    // The default public URL assumes the default listener; follow the
-    // listener when only --http-addr was changed.
-    if control.public_url == ControlConfig::default().public_url && !is_default_addr(http) {
-        control.public_url = format!("http://{}", http.http_addr);
+    if control.public_url == ControlConfig::default().public_url {
+        control.public_url = public_url_for(http.http_addr);
+        tracing::info!(
+            public_url = %control.public_url,
+            "public URL follows --http-addr; set --public-url for clients on other hosts"
+        );
     }
     Ok(control)
+}
+
+/// The public URL when none is given: the listener's own address, with
+/// `localhost` for a wildcard bind (a browser cannot be sent to `0.0.0.0`,
+/// and the one client a wildcard bind is sure to serve without a configured
+/// URL is on this host).
+fn public_url_for(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
 }
 
 /// Serves `app` with `limits` until Ctrl-C/SIGTERM, exporting the connection
@@ -41,10 +55,6 @@ pub(crate) async fn serve_http(
     convene_httpd::serve(listener, app, limits, &metrics, crate::shutdown::signal())
         .await
         .context("HTTP server")
-}
-
-fn is_default_addr(http: &HttpArgs) -> bool {
-    http.http_addr.port() == 8080 && http.http_addr.ip().is_loopback()
 }
 
 /// Renders the SFU's and signaling's registries; the control plane serves its
@@ -138,4 +148,20 @@ pub async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     .await;
     control.close().await;
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_url_for;
+
+    #[test]
+    fn public_url_follows_the_listener() {
+        let url = |a: &str| public_url_for(a.parse().unwrap());
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(url("127.0.0.2:9000"), "http://127.0.0.2:9000");
+        assert_eq!(url("0.0.0.0:8080"), "http://localhost:8080");
+        assert_eq!(url("[::]:8443"), "http://localhost:8443");
+        assert_eq!(url("192.0.2.7:8080"), "http://192.0.2.7:8080");
+        assert_eq!(url("[2001:db8::1]:8080"), "http://[2001:db8::1]:8080");
+    }
 }

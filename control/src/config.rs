@@ -29,6 +29,8 @@ pub struct ControlConfig {
     pub internal_secret: Option<String>,
 
     /// Public base URL of this deployment; `signaling_url` is derived from it.
+    /// Left at this default, `convene up` and `convene control` use
+    /// `http://<--http-addr>` instead (`localhost` for a wildcard bind).
     #[arg(
         long,
         env = "CONVENE_PUBLIC_URL",

@@ -18,6 +18,7 @@ mod handle;
 pub mod http;
 pub mod metrics;
 mod peer;
+mod sdp;
 mod shard;
 pub mod sim;
 pub mod udp;

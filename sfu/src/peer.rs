@@ -170,8 +170,15 @@ impl Peer {
             .and_then(|(_, l)| *l)
     }
 
+    /// True when an offer of ours is due. Not before the peer is connected:
+    /// a client still starting ICE/DTLS from its own first offer may restart
+    /// its ICE agent when a new remote offer lands mid-start (webrtc-rs does,
+    /// losing the remote candidates), and nothing can flow to it before then.
+    /// The worker's periodic sweep makes the offer once it connects.
     pub fn needs_negotiation(&self) -> bool {
-        self.pending.is_none() && (!self.to_add.is_empty() || !self.to_stop.is_empty())
+        self.connected
+            && self.pending.is_none()
+            && (!self.to_add.is_empty() || !self.to_stop.is_empty())
     }
 
     /// The forwarding codec class for an incoming payload type.

@@ -15,6 +15,7 @@ use super::Worker;
 use crate::core::{ParticipantKey, Room, TrackKey};
 use crate::error::SfuError;
 use crate::peer::Peer;
+use crate::sdp;
 use crate::shard::Command;
 
 impl Worker {
@@ -200,11 +201,13 @@ impl Worker {
             self.local_addrs.clone(),
             now,
         )?;
+        let offer = sdp::restrict_offer(&peer.rtc, offer);
         let answer = peer
             .rtc
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::Negotiation(e.to_string()))?;
+        let answer = sdp::complete_answer(answer);
         if !self.rooms.contains_key(&req.room_id) {
             self.rooms.insert(
                 req.room_id.clone(),
@@ -312,11 +315,13 @@ impl Worker {
             let back: Vec<_> = peer.negotiating.drain(..).map(|(tk, _)| tk).collect();
             peer.to_add.extend(back);
         }
+        let offer = sdp::restrict_offer(&peer.rtc, offer);
         let answer = peer
             .rtc
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::Negotiation(e.to_string()))?;
+        let answer = sdp::complete_answer(answer);
         // An ICE restart from the client gives us new local credentials: the
         // new ufrag routes here from now on.
         let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
