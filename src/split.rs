@@ -110,7 +110,7 @@ pub async fn run_signaling(args: SignalingArgs) -> anyhow::Result<()> {
     let registry = signaling.registry().clone();
     let app = signaling
         .router()
-        .merge(convene_signaling::web::router())
+        .merge(convene::web::router())
         .merge(ops_routes(vec![registry.clone()]))
         // Ready once the SFU's event stream is connected: before that, media
         // events for this node's rooms would be lost.

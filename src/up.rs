@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::routing::get;
+use convene::inprocess::{InProcessControl, InProcessSfu, InProcessUsers};
 use convene_control::{Control, ControlConfig};
 use convene_httpd::{ConnLimits, ConnMetrics};
-use convene_signaling::inprocess::{InProcessControl, InProcessSfu, InProcessUsers};
 use convene_signaling::{NodeOptions, Signaling};
 use prometheus::Encoder as _;
 use tokio::net::TcpListener;
@@ -104,7 +104,7 @@ pub async fn run_all(args: UpArgs) -> anyhow::Result<()> {
                 async move { media_metrics(&registries) }
             }),
         )
-        .merge(convene_signaling::web::router());
+        .merge(convene::web::router());
 
     let listener = TcpListener::bind(args.http.http_addr)
         .await

@@ -6,20 +6,15 @@
 //! 127.0.0.1:6379, unless `CI` is set.
 
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use convene_testkit::{free_tcp_addr, redis_reachable, skip_or_fail};
+
 const INTERNAL_SECRET: &str = "split-test-internal-secret";
 const SFU_SECRET: &str = "split-test-sfu-secret";
-
-fn skip_or_fail(why: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED: {why}");
-}
 
 fn promtool_available() -> bool {
     Command::new("promtool")
@@ -28,32 +23,6 @@ fn promtool_available() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-async fn redis_url() -> Option<String> {
-    let url =
-        std::env::var("CONVENE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let client = redis::Client::open(url.as_str()).ok()?;
-    let mut conn = tokio::time::timeout(
-        Duration::from_secs(2),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    redis::cmd("PING")
-        .query_async::<String>(&mut conn)
-        .await
-        .ok()
-        .map(|_| url)
-}
-
-/// A loopback address nobody listens on right now.
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 /// A `convene` child process, killed when dropped.
@@ -158,7 +127,7 @@ async fn every_service_serves_health_and_valid_metrics() {
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
 
-    let control_addr = free_addr().to_string();
+    let control_addr = free_tcp_addr().to_string();
     let mut control = spawn(
         "control",
         &["control", "--http-addr", &control_addr, "--data-dir", data],
@@ -168,7 +137,7 @@ async fn every_service_serves_health_and_valid_metrics() {
         ],
         &log("control"),
     );
-    let sfu_addr = free_addr().to_string();
+    let sfu_addr = free_tcp_addr().to_string();
     let mut sfu = spawn(
         "sfu",
         &[
@@ -199,9 +168,9 @@ async fn every_service_serves_health_and_valid_metrics() {
     assert_eq!(r.status(), 401);
 
     // Signaling needs Redis for the control plane's events.
-    match redis_url().await {
+    match redis_reachable().await {
         Some(redis) => {
-            let sig_addr = free_addr().to_string();
+            let sig_addr = free_tcp_addr().to_string();
             let control_url = format!("http://{control_addr}");
             let sfu_url = format!("http://{sfu_addr}");
             let mut signaling = spawn(
@@ -233,7 +202,7 @@ async fn every_service_serves_health_and_valid_metrics() {
     }
 
     // `convene up` serves the same metrics in one process.
-    let up_addr = free_addr().to_string();
+    let up_addr = free_tcp_addr().to_string();
     let up_data = dir.path().join("up-data");
     let mut up = spawn(
         "up",

@@ -6,6 +6,9 @@
 //! and bits forwarded per second, loss and one-way latency from stamps in
 //! the payloads, and the server process's CPU and memory. See
 //! `benches/README.md`.
+//!
+//! Depends on `convene-proto` and `convene-sfu` (for the in-process
+//! benchmarks); nothing but the `convene` command depends on it.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -199,6 +199,8 @@ pub enum ControlError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("event bus: {0}")]
+    Bus(#[from] convene_bus::BusError),
     #[error("{context}: {source}")]
     Io {
         context: String,

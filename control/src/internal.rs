@@ -13,64 +13,16 @@ use axum::routing::{get, post};
 use axum::Router;
 use convene_proto::collab::{Chat, ChatMessage};
 use convene_proto::control::{Problem, WaitingEntry};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+pub use convene_proto::internal::{
+    AuthenticateRequest, AuthenticateResponse, InternalDenyRequest, MessagesAfterQuery,
+    ModeratorRequest, RoomTokenResponse, TouchResponse, SECRET_HEADER,
+};
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::tokens::constant_time_eq;
 use crate::{Actor, Control};
-
-/// Header carrying the shared secret.
-pub const SECRET_HEADER: &str = crate::routes::INTERNAL_SECRET_HEADER;
-
-/// The moderator on whose behalf a moderation call is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ModeratorRequest {
-    pub moderator_id: Uuid,
-}
-
-/// Body of `…/waiting/{user_id}/deny`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct InternalDenyRequest {
-    pub moderator_id: Uuid,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// Answer of `…/waiting/{user_id}/touch`: the 1-based queue position, or
-/// `None` when the user is no longer waiting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct TouchResponse {
-    pub position: Option<u32>,
-}
-
-/// Answer of `…/participants/{user_id}/room-token`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RoomTokenResponse {
-    pub token: String,
-}
-
-/// Body of `/internal/users/authenticate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct AuthenticateRequest {
-    pub access_token: String,
-}
-
-/// Answer of `/internal/users/authenticate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct AuthenticateResponse {
-    pub user_id: Uuid,
-}
-
-/// Query of `…/chats/{chat_id}/messages`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct MessagesAfterQuery {
-    pub after_seq: i64,
-    pub limit: usize,
-}
 
 /// Upper bound on one catch-up answer, whatever the caller asks; the
 /// signaling service asks for its `--ws-max-catchup-messages` (500).

@@ -1,18 +1,20 @@
 //! convene's control plane: accounts, teams, conferences and the waiting
 //! hall behind a versioned REST API (`/v1`), plus the pieces the signaling
-//! service shares with it in-process — room-token verification, the
-//! conference event bus and the same service methods the REST handlers call.
+//! service uses in-process — room-token verification, the event buses
+//! (from `convene-bus`) and the same service methods the REST handlers call.
 //!
 //! The database (SQLite or PostgreSQL through `sqlx::AnyPool`) is the source
 //! of truth; Redis, when configured, only carries events between processes
 //! and caches membership checks.
+//!
+//! Depends on `convene-proto`, `convene-bus`, `convene-turn-config` and
+//! `convene-httpd`; never on the signaling service or the SFU.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub mod auth;
-pub mod bus;
 mod cache;
 pub mod chats;
 pub mod conferences;
@@ -35,8 +37,8 @@ pub mod validate;
 pub mod waiting;
 
 pub use auth::Actor;
-pub use bus::{ChatBus, ChatSubscription, EventBus, Subscription};
 pub use config::ControlConfig;
+pub use convene_bus::{BusError, ChatBus, ChatSubscription, EventBus, Subscription};
 pub use convene_proto::collab::ChatEvent;
 pub use convene_proto::control::{Grants, RoomClaims};
 pub use convene_proto::events::ConferenceEvent;

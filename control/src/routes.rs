@@ -19,9 +19,6 @@ use crate::extract::{ClientIp, Json, Path, Query};
 use crate::pagination::PageParams;
 use crate::{Actor, Control};
 
-/// Header carrying the shared secret of `/v1/internal/*`.
-pub const INTERNAL_SECRET_HEADER: &str = "x-convene-internal-secret";
-
 type ApiResult<T> = Result<T, ApiError>;
 
 pub(crate) fn v1() -> Router<Control> {

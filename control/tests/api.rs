@@ -1,12 +1,10 @@
 //! End-to-end tests of the REST API over real HTTP, run against SQLite and
 //! PostgreSQL alike.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, TestApp};
 use convene_control::{ConferenceEvent, RoomClaims};
+use convene_testkit::{both_backends, Backend, TestApp};
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;

@@ -2,13 +2,11 @@
 //! ordering, idempotent sends, edits, read receipts and chat events, on
 //! SQLite and PostgreSQL alike.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{redis_available, Backend, TestApp};
 use convene_control::ChatEvent;
+use convene_testkit::{both_backends, redis_available, Backend, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;

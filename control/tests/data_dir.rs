@@ -2,14 +2,12 @@
 //! without DATABASE_URL): state in a data directory only its owner can read,
 //! and sessions that survive a restart without a configured JWT secret.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use common::{TestApp, TestDb};
 use convene_control::datadir::{apply_embedded, DATABASE_FILE, JWT_SECRET_FILE};
 use convene_control::ControlConfig;
+use convene_testkit::{TestApp, TestDb};
 
 /// Octal, so a failure reads `755` rather than `493`.
 fn mode(p: &Path) -> String {

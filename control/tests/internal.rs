@@ -1,9 +1,7 @@
 //! The internal API a signaling service in another process uses
 //! (`/v1/internal/conferences/...`): secret checks and the waiting-hall flow.
 
-mod common;
-
-use common::{Backend, Resp, TestApp};
+use convene_testkit::{both_backends, Backend, Resp, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -14,7 +12,19 @@ both_backends!(
 
 const SECRET: &str = "test-internal-secret";
 
-impl TestApp {
+/// Calls of the internal API, on top of the test kit's REST client.
+trait Internal {
+    async fn internal(
+        &self,
+        method: Method,
+        path: &str,
+        secret: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp;
+    async fn ipost(&self, path: &str, body: Option<Value>) -> Resp;
+}
+
+impl Internal for TestApp {
     async fn internal(
         &self,
         method: Method,

@@ -1,12 +1,10 @@
 //! Password hashing is bounded (503 + `Retry-After` when every slot stays
 //! busy) and registration is rate-limited per client IP (429 + `Retry-After`).
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::{Backend, Resp, TestApp};
+use convene_testkit::{both_backends, Backend, Resp, TestApp};
 use reqwest::Method;
 use serde_json::json;
 

@@ -1,12 +1,10 @@
 //! State that must outlive a process (waiting hall on disk) and state shared
 //! between processes through Redis (event bus, membership cache).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{redis_available, Backend, TestApp, TestDb};
 use convene_control::{Actor, ConferenceEvent, Control, ControlConfig};
+use convene_testkit::{redis_available, Backend, TestApp, TestDb};
 use serde_json::json;
 use uuid::Uuid;
 

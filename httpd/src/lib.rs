@@ -9,6 +9,8 @@
 //! per-IP and global connection caps, an accept loop that survives `EMFILE`,
 //! and a bounded drain on shutdown. WebSocket upgrades and `ConnectInfo<SocketAddr>`
 //! work as with `axum::serve`.
+//!
+//! Depends on no other convene crate.
 
 use std::future::Future;
 use std::io;

@@ -8,6 +8,9 @@
 //! shard of the rooms with their str0m `Rtc` instances and one UDP port
 //! (`udp_port + index`) read and written in batches. See
 //! `docs/architecture.md`.
+//!
+//! Of convene's crates it depends only on `convene-proto`; the signaling
+//! service reaches it through its handle in-process or its HTTP API.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -9,12 +9,16 @@
 //! change and decide, and the decision (made in the control plane, whose
 //! database is the source of truth) comes back as an event. Message shapes are
 //! in `convene_proto::signaling` and `docs/protocol.md`.
+//!
+//! Depends on `convene-proto`, `convene-bus` and `convene-turn-config` only:
+//! the control plane and the SFU sit behind the traits in [`ports`], with
+//! network implementations in [`remote`] and in-process ones in the `convene`
+//! crate, so `convene signaling` links neither a database nor the SFU.
 #![forbid(unsafe_code)]
 
 pub mod config;
 mod connection;
 mod hub;
-pub mod inprocess;
 pub mod metrics;
 pub mod ports;
 mod presence;
@@ -23,7 +27,6 @@ pub mod remote;
 mod room;
 mod room_bus;
 mod user_channel;
-pub mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -2,9 +2,11 @@
 //!
 //! Signaling runs either inside `convene up`, next to the control plane and
 //! the SFU, or as its own process talking to them over the network. These
-//! traits are that seam: the in-process implementations wrap
-//! `convene_control::Control` and `convene_sfu::SfuHandle`, so the database
-//! stays the source of truth for the waiting hall and the SFU for media.
+//! traits are that seam: the in-process implementations (in the `convene`
+//! crate, beside `convene up`) wrap the control plane's `Control` and the
+//! SFU's `SfuHandle`, the remote ones ([`crate::remote`]) call them over
+//! HTTP. Either way the database stays the source of truth for the waiting
+//! hall and the SFU for media.
 
 use async_trait::async_trait;
 use convene_proto::sfu::{

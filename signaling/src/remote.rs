@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use convene_control::internal::{
+use convene_bus::{BusError, ChatBus, EventBus};
+use convene_proto::collab::{Chat, ChatEvent, ChatMessage};
+use convene_proto::control::{Problem, RoomClaims, VerifyTokenRequest, WaitingEntry};
+use convene_proto::events::ConferenceEvent;
+use convene_proto::internal::{
     AuthenticateRequest, AuthenticateResponse, InternalDenyRequest, ModeratorRequest,
     RoomTokenResponse, TouchResponse, SECRET_HEADER,
 };
-use convene_control::{ChatBus, ConferenceEvent, EventBus, RoomClaims};
-use convene_proto::collab::{Chat, ChatEvent, ChatMessage};
-use convene_proto::control::{Problem, VerifyTokenRequest, WaitingEntry};
 use convene_proto::sfu::{
     AnswerRequest, CloseRoomRequest, JoinRequest, OfferRequest, RemoveParticipantRequest,
     SetMuteRequest, SfuEvent, SfuRequest, SfuResponse, SubscribeRequest, UnsubscribeRequest,
@@ -66,7 +67,7 @@ pub enum RemoteError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("event bus: {0}")]
-    Bus(#[from] convene_control::ControlError),
+    Bus(#[from] BusError),
 }
 
 /// Parses a base URL and makes sure joining paths onto it keeps its own path.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use convene_control::bus::{Bus, BusEvent};
+use convene_bus::{Bus, BusEvent};
 use convene_proto::sfu::{DisconnectReason, TrackInfo};
 use convene_proto::signaling::{ParticipantInfo, ServerMessage};
 use futures::stream::BoxStream;

@@ -2,7 +2,6 @@
 //! loopback ports, child processes killed on drop, waiting for HTTP.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -22,27 +21,10 @@ pub fn find(paths: &[&str]) -> Option<PathBuf> {
     paths.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-pub fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use convene_testkit::{free_tcp_addr as free_tcp, free_udp_port};
 
 pub fn skip_or_fail(test: &str, why: &str) {
-    // In CI a missing browser is a failure, as missing databases are.
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}");
-    }
-    eprintln!("skipping {test}: {why}");
+    convene_testkit::skip_or_fail(&format!("{test}: {why}"));
 }
 
 pub async fn wait_http(url: &str, within: Duration) {

@@ -6,6 +6,8 @@
 //! `use-auth-secret`: the username is `expiry:user` (expiry in Unix seconds)
 //! and the password is `base64(HMAC-SHA1(secret, username))`. coturn checks the
 //! HMAC and the expiry, so no per-user state is shared between the two.
+//!
+//! Of convene's crates it depends only on `convene-proto`.
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

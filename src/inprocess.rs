@@ -1,5 +1,7 @@
-//! The ports implemented by the control plane and the SFU running in the same
-//! process (`convene up`).
+//! The signaling service's ports implemented by the control plane and the
+//! SFU running in the same process (`convene up`). They live here, beside
+//! the command that wires the three together, so that the signaling crate
+//! itself never links the control plane or the SFU.
 
 use async_trait::async_trait;
 use convene_control::{Actor, ApiError, ChatEvent, ConferenceEvent, Control};
@@ -15,7 +17,7 @@ use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
-use crate::ports::{
+use convene_signaling::ports::{
     Admission, ChatSummary, ControlPort, HallEvent, MediaPort, PortError, UserPort,
 };
 
@@ -351,7 +353,7 @@ impl UserPort for InProcessUsers {
             .chat_bus()
             .publish(&event)
             .await
-            .map_err(control_error)
+            .map_err(|e| PortError::Unavailable(format!("chat bus: {e}")))
     }
 
     fn events(&self, chat: Uuid) -> BoxStream<'static, ChatEvent> {

@@ -6,8 +6,8 @@ mod support;
 
 use convene_control::{ChatEvent, Control, ControlConfig};
 use convene_proto::signaling::{ClientMessage, ErrorCode, ServerMessage};
+use convene_testkit::{self as common, Backend, TestDb};
 use serde_json::json;
-use support::common::{self, Backend, TestDb};
 use support::node;
 
 fn texts(v: &[(i64, String)]) -> Vec<&str> {

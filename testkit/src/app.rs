@@ -1,155 +1,11 @@
-//! Test harness: a real control plane on a real TCP port, backed by a fresh
-//! SQLite file or a fresh PostgreSQL database per test.
-#![allow(dead_code)]
-
-use std::time::Duration;
+//! A real control plane on a loopback port, and a small REST client for it.
 
 use convene_control::{Control, ControlConfig};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use sqlx::{Connection, Executor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-pub fn postgres_admin_url() -> String {
-    std::env::var("CONVENE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("CONVENE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Skips (returns `None`) when a server is missing locally; in CI (`CI` set)
-/// a missing server is a failure.
-fn skip(reason: String) -> Option<()> {
-    if std::env::var_os("CI").is_some() {
-        panic!("{reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
-    None
-}
-
-pub async fn redis_available() -> Option<String> {
-    let url = redis_url();
-    let ok = async {
-        let client = redis::Client::open(url.as_str()).ok()?;
-        let mut conn = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    }
-    .await;
-    match ok {
-        Some(_) => Some(url),
-        None => skip(format!(
-            "Redis not reachable at {url} (set CONVENE_TEST_REDIS_URL)"
-        ))
-        .map(|_| url),
-    }
-}
-
-/// A database for one test, dropped afterwards.
-pub struct TestDb {
-    pub url: String,
-    pg_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    /// A database the test manages itself (e.g. in a data directory it owns).
-    pub fn external(url: String) -> TestDb {
-        TestDb {
-            url,
-            pg_name: None,
-            _dir: None,
-        }
-    }
-
-    pub async fn new(backend: Backend) -> Option<TestDb> {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}/convene.db", dir.path().display());
-                Some(TestDb {
-                    url,
-                    pg_name: None,
-                    _dir: Some(dir),
-                })
-            }
-            Backend::Postgres => {
-                let admin = postgres_admin_url();
-                let conn = tokio::time::timeout(
-                    Duration::from_secs(3),
-                    sqlx::PgConnection::connect(&admin),
-                )
-                .await;
-                let mut conn = match conn {
-                    Ok(Ok(c)) => c,
-                    _ => {
-                        skip(format!(
-                            "PostgreSQL not reachable at {admin} (set CONVENE_TEST_POSTGRES_URL)"
-                        ))?;
-                        unreachable!()
-                    }
-                };
-                let name = format!("convene_t_{}", uuid::Uuid::new_v4().simple());
-                conn.execute(format!("CREATE DATABASE {name}").as_str())
-                    .await
-                    .expect("create test database");
-                let _ = conn.close().await;
-                let (base, query) = match admin.split_once('?') {
-                    Some((b, q)) => (b.to_string(), format!("?{q}")),
-                    None => (admin.clone(), String::new()),
-                };
-                let (server, _) = base.rsplit_once('/').expect("database in URL");
-                Some(TestDb {
-                    url: format!("{server}/{name}{query}"),
-                    pg_name: Some(name),
-                    _dir: None,
-                })
-            }
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        // Drop runs outside async context guarantees: use a private runtime
-        // on its own thread.
-        let admin = postgres_admin_url();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = conn
-                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
+use crate::{Backend, TestDb};
 
 pub struct TestApp {
     pub control: Control,
@@ -244,11 +100,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             shutdown: None,
             server: None,
-            db: TestDb {
-                url: String::new(),
-                pg_name: None,
-                _dir: None,
-            },
+            db: TestDb::none(),
         }
     }
 
@@ -260,14 +112,7 @@ impl TestApp {
             let _ = s.await;
         }
         self.control.close().await;
-        std::mem::replace(
-            &mut self.db,
-            TestDb {
-                url: String::new(),
-                pg_name: None,
-                _dir: None,
-            },
-        )
+        std::mem::replace(&mut self.db, TestDb::none())
     }
 
     pub async fn raw(&self, req: reqwest::RequestBuilder) -> Resp {
@@ -398,28 +243,4 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
-}
-
-/// Generates `sqlite::<name>` and `postgres::<name>` tests from
-/// `async fn <name>(backend: Backend)`.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::common::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::common::Backend::Postgres).await
-                }
-            )*
-        }
-    };
 }

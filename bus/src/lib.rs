@@ -1,6 +1,11 @@
-//! Event buses carrying [`ConferenceEvent`]s and [`ChatEvent`]s to whoever
-//! serves the conference's participants or the chat's members (the
-//! signaling service).
+//! Event buses carrying [`ConferenceEvent`]s and [`ChatEvent`]s from the
+//! control plane to whoever serves the conference's participants or the
+//! chat's members (the signaling service), and the signaling nodes' own room
+//! frames between each other.
+//!
+//! The control plane publishes, the signaling service subscribes, and
+//! neither needs the other's crate for it: this crate depends only on
+//! `convene-proto` (the event types) and Redis.
 //!
 //! In-process by default: one `tokio::sync::broadcast` channel per
 //! conference (or chat) with subscribers. With Redis, events are published on
@@ -23,7 +28,16 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ControlError};
+/// Why an event could not be published, or a bus not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("event encode: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("redis listener stopped before subscribing")]
+    ListenerStopped,
+}
 
 /// Events buffered per conference (or chat) before a slow subscriber starts
 /// losing them.
@@ -124,7 +138,7 @@ impl<E: BusEvent> Bus<E> {
 
     /// Bus over Redis pub/sub. Returns once the pattern subscription is
     /// active, so nothing published after this call is missed.
-    pub async fn redis(client: redis::Client) -> Result<Self, ControlError> {
+    pub async fn redis(client: redis::Client) -> Result<Self, BusError> {
         let publisher = ConnectionManager::new(client.clone()).await?;
         let local: LocalChannels<E> = Arc::new(DashMap::new());
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -135,11 +149,7 @@ impl<E: BusEvent> Bus<E> {
                 listener.abort();
                 return Err(e.into());
             }
-            Err(_) => {
-                return Err(ControlError::Config(
-                    "redis listener stopped before subscribing".into(),
-                ))
-            }
+            Err(_) => return Err(BusError::ListenerStopped),
         }
         Ok(Bus {
             inner: Arc::new(BusInner {
@@ -154,15 +164,14 @@ impl<E: BusEvent> Bus<E> {
 
     /// Publishes an event to the conference's (chat's) subscribers in every
     /// process.
-    pub async fn publish(&self, event: &E) -> Result<(), ApiError> {
+    pub async fn publish(&self, event: &E) -> Result<(), BusError> {
         match &self.inner.redis {
             None => {
                 self.deliver_local(event.clone());
                 Ok(())
             }
             Some(r) => {
-                let payload = serde_json::to_string(event)
-                    .map_err(|e| ApiError::Internal(format!("event encode: {e}")))?;
+                let payload = serde_json::to_string(event)?;
                 let mut conn = r.publisher.clone();
                 redis::cmd("PUBLISH")
                     .arg(E::channel(event.key()))

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use convene_proto::signaling::{ClientMessage, ServerMessage};
 use convene_signaling::SignalingConfig;
+use convene_testkit::{Backend, TestDb};
 use futures::StreamExt;
 use serde_json::json;
-use support::common::{Backend, TestDb};
 use support::{node_setup, scenarios, Node, Setup};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use convene_proto::signaling::{ClientMessage, ParticipantInfo, ServerMessage};
 use convene_signaling::SignalingConfig;
-use support::common::{self, Backend, TestDb};
+use convene_testkit::{self as common, Backend, TestDb};
 use support::{node_setup, node_with, scenarios, Client, Node, Setup};
 use uuid::Uuid;
 

@@ -1,5 +1,6 @@
-//! The browser client (`signaling/web/`), embedded in the binary so
-//! `convene up` serves it with no files on disk.
+//! The browser client (`web/` at the top of the repository), embedded in the
+//! binary so `convene up` and `convene signaling` serve it with no files on
+//! disk.
 
 use axum::body::Body;
 use axum::http::header;

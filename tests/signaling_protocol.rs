@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use convene::inprocess::{InProcessControl, InProcessSfu};
 use convene_control::{Control, ControlConfig};
 use convene_proto::signaling::{ClientMessage, ErrorCode, ServerMessage};
-use convene_signaling::inprocess::{InProcessControl, InProcessSfu};
 use convene_signaling::{Signaling, SignalingConfig};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};

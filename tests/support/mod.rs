@@ -2,17 +2,15 @@
 //! control plane + signaling service (+ SFU) on one loopback HTTP port.
 #![allow(dead_code)]
 
-#[path = "../../../control/tests/common/mod.rs"]
-pub mod common;
 pub mod scenarios;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use convene::inprocess::{InProcessControl, InProcessSfu, InProcessUsers};
 use convene_control::{Control, ControlConfig};
 use convene_proto::collab::ChatMessage;
 use convene_proto::signaling::{ClientMessage, ServerMessage};
-use convene_signaling::inprocess::{InProcessControl, InProcessSfu, InProcessUsers};
 use convene_signaling::{NodeOptions, Signaling, SignalingConfig};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
