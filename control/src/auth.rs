@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::db::{ms_to_dt, now_ms, uuid_col};
 use crate::error::ApiError;
+use crate::ratelimit::Account;
 use crate::tokens::{hash_refresh_token, random_secret};
 use crate::{validate, Control};
 
@@ -131,13 +132,7 @@ impl Control {
         req: RegisterRequest,
         ip: Option<IpAddr>,
     ) -> Result<User, ApiError> {
-        let ip_key = ip
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| "unknown".into());
-        self.inner
-            .register_by_ip
-            .hit(&ip_key)
-            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+        self.inner.register_limits.check(ip, Instant::now())?;
         let username = validate::username(&req.username)?;
         let email = validate::email(&req.email)?;
         validate::password(&req.password)?;
@@ -192,30 +187,30 @@ impl Control {
         ip: Option<IpAddr>,
     ) -> Result<TokenResponse, ApiError> {
         let login = req.login.trim().to_lowercase();
-        let ip_key = ip
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| "unknown".into());
-        self.inner
-            .login_by_ip
-            .hit(&ip_key)
-            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+        self.inner.login_limits.check_ip(ip, Instant::now())?;
         if login.is_empty() || login.chars().count() > validate::LOOKUP_MAX {
             return Err(ApiError::InvalidCredentials);
         }
-        self.inner
-            .login_by_account
-            .hit(&login)
-            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-        if req.password.chars().count() > validate::PASSWORD_MAX {
-            return Err(ApiError::InvalidCredentials);
-        }
-
+        // The account is looked up before it is limited, so its username and
+        // email share one budget; the lookup is one indexed query, the hash
+        // that follows is what the limits protect.
         let row = sqlx::query(&format!(
             "SELECT {USER_COLUMNS}, password_hash FROM users WHERE username_lower = $1 OR email_lower = $1"
         ))
         .bind(&login)
         .fetch_optional(&self.db().pool)
         .await?;
+        let account = match &row {
+            Some(r) => Account::Id(user_from_row(r)?.id),
+            None => Account::Unknown(login),
+        };
+        self.inner
+            .login_limits
+            .check_account(&account, ip, Instant::now())?;
+        if req.password.chars().count() > validate::PASSWORD_MAX {
+            return Err(ApiError::InvalidCredentials);
+        }
+
         let hash = match &row {
             Some(r) => r.try_get::<String, _>("password_hash")?,
             None => self.inner.dummy_hash.clone(),
@@ -225,7 +220,9 @@ impl Control {
             (Some(r), true) => user_from_row(&r)?,
             _ => return Err(ApiError::InvalidCredentials),
         };
-        self.inner.login_by_account.reset(&login);
+        self.inner
+            .login_limits
+            .succeeded(user.id, ip, Instant::now());
 
         let mut conn = self.db().pool.acquire().await?;
         let refresh = insert_refresh_token(

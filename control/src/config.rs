@@ -80,6 +80,31 @@ pub struct ControlConfig {
     #[arg(long, env = "CONVENE_LOGIN_WINDOW_SECS", default_value_t = 300)]
     pub login_window_secs: u64,
 
+    /// How long an address an account has logged in from stays *known*,
+    /// seconds. From a known address the owner is held back only by that
+    /// address's own allowance, never by failed logins from elsewhere, so a
+    /// stranger cannot lock the owner out. 0 remembers no address.
+    #[arg(
+        long,
+        env = "CONVENE_LOGIN_KNOWN_ADDRESS_TTL_SECS",
+        default_value_t = 30 * 24 * 3600
+    )]
+    pub login_known_address_ttl_secs: u64,
+
+    /// Reverse proxies whose `X-Forwarded-For` is believed: addresses or CIDR
+    /// ranges, comma-separated. A request from one of them is attributed to
+    /// the rightmost address in that header that is not itself a trusted
+    /// proxy; from anyone else the header is ignored, so clients cannot
+    /// choose their own address for the rate limits. Empty (the default):
+    /// the connection's peer is the client.
+    #[arg(
+        long,
+        env = "CONVENE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = parse_proxy
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Default page size of list endpoints.
     #[arg(long, env = "CONVENE_DEFAULT_PAGE_LIMIT", default_value_t = 50)]
     pub default_page_limit: u32,
@@ -112,8 +137,8 @@ pub struct ControlConfig {
     pub password_hash_wait_ms: u64,
 
     /// Registrations allowed per client IP within the window (429 with
-    /// `Retry-After` above). Behind a reverse proxy all clients share the
-    /// proxy's address.
+    /// `Retry-After` above). Behind a reverse proxy, list it in
+    /// `--trusted-proxies`, or all clients share the proxy's address.
     #[arg(long, env = "CONVENE_REGISTER_MAX_PER_IP", default_value_t = 20)]
     pub register_max_per_ip: u32,
 
@@ -181,6 +206,8 @@ impl Default for ControlConfig {
             login_max_attempts_per_account: 10,
             login_max_attempts_per_ip: 50,
             login_window_secs: 300,
+            login_known_address_ttl_secs: 30 * 24 * 3600,
+            trusted_proxies: Vec::new(),
             default_page_limit: 50,
             max_page_limit: 200,
             membership_cache_ttl: 60,
@@ -226,6 +253,11 @@ impl ControlConfig {
         }
     }
 
+    /// Whether `X-Forwarded-For` from `peer` is believed.
+    pub fn is_trusted_proxy(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+
     /// `ws(s)://<public host>/v1/ws`.
     pub fn signaling_url(&self) -> String {
         let base = self.public_url.trim_end_matches('/');
@@ -238,6 +270,14 @@ impl ControlConfig {
         };
         format!("{ws}/v1/ws")
     }
+}
+
+/// `10.0.0.1` (one address) or `10.0.0.0/8`.
+fn parse_proxy(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}` is neither an IP address nor a CIDR range"))
 }
 
 #[cfg(test)]
@@ -267,6 +307,11 @@ mod tests {
         assert_eq!(parsed.password_hash_wait_ms, def.password_hash_wait_ms);
         assert_eq!(parsed.register_max_per_ip, def.register_max_per_ip);
         assert_eq!(parsed.register_window_secs, def.register_window_secs);
+        assert_eq!(
+            parsed.login_known_address_ttl_secs,
+            def.login_known_address_ttl_secs
+        );
+        assert_eq!(parsed.trusted_proxies, def.trusted_proxies);
         assert_eq!(parsed.public_url, def.public_url);
         assert_eq!(parsed.post_body_max_chars, def.post_body_max_chars);
         assert_eq!(parsed.message_max_chars, def.message_max_chars);
@@ -282,5 +327,19 @@ mod tests {
         .unwrap();
         assert_eq!(cli.control.cors_origins.len(), 2);
         assert_eq!(cli.control.signaling_url(), "wss://meet.example/v1/ws");
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let cli =
+            Cli::try_parse_from(["convene", "--trusted-proxies", "10.0.0.0/8, 192.0.2.7,::1"])
+                .unwrap();
+        let c = cli.control;
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert!(c.is_trusted_proxy("10.1.2.3".parse().unwrap()));
+        assert!(c.is_trusted_proxy("192.0.2.7".parse().unwrap()));
+        assert!(!c.is_trusted_proxy("192.0.2.8".parse().unwrap()));
+        assert!(c.is_trusted_proxy("::1".parse().unwrap()));
+        assert!(Cli::try_parse_from(["convene", "--trusted-proxies", "caddy"]).is_err());
     }
 }

@@ -95,22 +95,60 @@ where
     }
 }
 
-/// The caller's address from the connection; `None` when the router is
-/// served without connect info (e.g. driven directly in tests).
+/// The caller's address: the connection's peer or, when the peer is one of
+/// `--trusted-proxies`, the address that proxy saw (`X-Forwarded-For`, read
+/// from the right, skipping trusted proxies: everything to the left of the
+/// first untrusted hop was written by the client and proves nothing).
+/// `None` when the router is served without connect info (e.g. driven
+/// directly in tests).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<Control> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        control: &Control,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let config = control.config();
+        Ok(ClientIp(peer.map(|peer| {
+            client_ip(peer, &parts.headers, |ip| config.is_trusted_proxy(ip))
+        })))
     }
+}
+
+fn client_ip(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
+    if !trusted(peer) {
+        return peer;
+    }
+    // Several headers are one list, in order.
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted(ip) => client = ip,
+            Ok(ip) => return ip,
+            // Garbage from a hop we cannot vouch for: stop at the last
+            // address we can.
+            Err(_) => return client,
+        }
+    }
+    client
 }
 
 impl FromRequestParts<Control> for Actor {
@@ -131,5 +169,54 @@ impl FromRequestParts<Control> for Actor {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::Unauthorized("expected a bearer token".into()))?;
         control.authenticate(token.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy = |a: IpAddr| a == ip("10.0.0.2") || a == ip("10.0.0.3");
+        // Not from a proxy: the header is the client's own claim.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &xff(&["198.51.100.1"]), proxy),
+            ip("203.0.113.9")
+        );
+        // From a proxy: the address it saw.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &xff(&["198.51.100.1"]), proxy),
+            ip("198.51.100.1")
+        );
+        // A client prepending a forged hop does not get to choose.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &xff(&["1.2.3.4, 198.51.100.1"]), proxy),
+            ip("198.51.100.1")
+        );
+        // Proxies in a chain are skipped, across several headers.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &xff(&["198.51.100.1", "10.0.0.3"]), proxy),
+            ip("198.51.100.1")
+        );
+        // No header, or garbage: the nearest address we can vouch for.
+        assert_eq!(client_ip(ip("10.0.0.2"), &xff(&[]), proxy), ip("10.0.0.2"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &xff(&["unknown, 10.0.0.3"]), proxy),
+            ip("10.0.0.3")
+        );
     }
 }

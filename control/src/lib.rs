@@ -7,8 +7,8 @@
 //! of truth; Redis, when configured, only carries events between processes
 //! and caches membership checks.
 //!
-//! Depends on `convene-proto`, `convene-bus`, `convene-turn-config` and
-//! `convene-httpd`; never on the signaling service or the SFU.
+//! Depends on `convene-proto`, `convene-bus`, `convene-ratelimit`,
+//! `convene-turn-config` and `convene-httpd`; never on the signaling service or the SFU.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod posts;
-pub mod ratelimit;
+mod ratelimit;
 mod routes;
 mod server;
 pub mod teams;
@@ -48,7 +48,7 @@ pub use server::serve;
 use cache::MembershipCache;
 use db::Db;
 use metrics::Metrics;
-use ratelimit::RateLimiter;
+use ratelimit::{LoginLimits, RegisterLimits};
 use tokens::Keys;
 
 /// The control plane: configuration, database, event bus and caches.
@@ -66,9 +66,8 @@ struct Inner {
     chat_bus: ChatBus,
     cache: MembershipCache,
     keys: Keys,
-    login_by_account: RateLimiter,
-    login_by_ip: RateLimiter,
-    register_by_ip: RateLimiter,
+    login_limits: LoginLimits,
+    register_limits: RegisterLimits,
     /// Every argon2 computation goes through here.
     hash_gate: auth::HashGate,
     metrics: Metrics,
@@ -130,9 +129,13 @@ impl Control {
         });
         let control = Control {
             inner: Arc::new(Inner {
-                login_by_account: RateLimiter::new(config.login_max_attempts_per_account, window),
-                login_by_ip: RateLimiter::new(config.login_max_attempts_per_ip, window),
-                register_by_ip: RateLimiter::new(
+                login_limits: LoginLimits::new(
+                    config.login_max_attempts_per_account,
+                    config.login_max_attempts_per_ip,
+                    window,
+                    Duration::from_secs(config.login_known_address_ttl_secs),
+                ),
+                register_limits: RegisterLimits::new(
                     config.register_max_per_ip,
                     Duration::from_secs(config.register_window_secs),
                 ),

@@ -1,56 +1,133 @@
-//! In-memory fixed-window rate limiter for login attempts, keyed by account
-//! and by client IP. Per process: behind several replicas the effective limit
-//! multiplies, which is acceptable for slowing down password guessing.
+//! The control plane's rate limits on unauthenticated, expensive calls:
+//! logins and registrations, built on the workspace's one limiter
+//! (`convene-ratelimit`), with time passed in by the caller.
+//!
+//! Logins are limited per client address, per account across all addresses
+//! and per (account, address). The account-wide limit is what stops guessing
+//! from many addresses, but a stranger could use it to lock the owner out
+//! indefinitely; so an address the account has logged in from before (a
+//! *known address*, remembered for `login_known_address_ttl_secs`) skips the
+//! account-wide limit and only its own (account, address) allowance counts,
+//! which nobody else's failures consume. The account is the user's id
+//! whichever login (username or email) names it, so the two are one budget.
+//!
+//! Per process: behind several replicas the effective limits multiply, which
+//! is acceptable for slowing down password guessing.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
+use convene_ratelimit::{retry_after_secs, KeyedLimiter};
+use parking_lot::Mutex;
+use uuid::Uuid;
 
-/// Above this many tracked keys, expired windows are swept on insert so
-/// spraying random logins cannot grow the map without bound.
-const SWEEP_THRESHOLD: usize = 10_000;
+use crate::error::ApiError;
 
-#[derive(Debug)]
-pub struct RateLimiter {
-    max: u32,
-    window: Duration,
-    windows: DashMap<String, (Instant, u32)>,
+/// Who a login attempt is for: a real account, or a login that names none
+/// (limited the same way, so probing for names costs as much as guessing).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Account {
+    Id(Uuid),
+    Unknown(String),
 }
 
-impl RateLimiter {
-    pub fn new(max: u32, window: Duration) -> Self {
-        RateLimiter {
-            max: max.max(1),
-            window: window.max(Duration::from_secs(1)),
-            windows: DashMap::new(),
+/// Known addresses kept at most; beyond it expired ones are swept and, if
+/// still full, new ones are not remembered (the owner then just gets the
+/// ordinary limits).
+const MAX_KNOWN_ADDRESSES: usize = 100_000;
+
+#[derive(Debug)]
+pub(crate) struct LoginLimits {
+    by_ip: KeyedLimiter<Option<IpAddr>>,
+    by_account: KeyedLimiter<Account>,
+    by_account_ip: KeyedLimiter<(Account, Option<IpAddr>)>,
+    known: Mutex<HashMap<(Uuid, IpAddr), Instant>>,
+    known_ttl: Duration,
+}
+
+fn limited(wait: Duration) -> ApiError {
+    ApiError::RateLimited {
+        retry_after: retry_after_secs(wait),
+    }
+}
+
+impl LoginLimits {
+    pub(crate) fn new(
+        per_account: u32,
+        per_ip: u32,
+        window: Duration,
+        known_ttl: Duration,
+    ) -> Self {
+        LoginLimits {
+            by_ip: KeyedLimiter::new(per_ip, window),
+            by_account: KeyedLimiter::new(per_account, window),
+            by_account_ip: KeyedLimiter::new(per_account, window),
+            known: Mutex::new(HashMap::new()),
+            known_ttl,
         }
     }
 
-    /// Counts one attempt. `Err(seconds)` tells how long until the window
-    /// resets when the limit is already used up.
-    pub fn hit(&self, key: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        if self.windows.len() > SWEEP_THRESHOLD {
-            self.windows
-                .retain(|_, (start, _)| now.duration_since(*start) < self.window);
-        }
-        let mut entry = self.windows.entry(key.to_string()).or_insert((now, 0));
-        let (start, count) = entry.value_mut();
-        if now.duration_since(*start) >= self.window {
-            *start = now;
-            *count = 0;
-        }
-        if *count >= self.max {
-            let left = self.window.saturating_sub(now.duration_since(*start));
-            return Err(left.as_secs() + u64::from(left.subsec_nanos() > 0));
-        }
-        *count += 1;
-        Ok(())
+    /// Counts an attempt from `ip` before anything else is looked at.
+    pub(crate) fn check_ip(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), ApiError> {
+        self.by_ip.check(&ip, now).map_err(limited)
     }
 
-    /// Forgets a key, e.g. an account after a successful login.
-    pub fn reset(&self, key: &str) {
-        self.windows.remove(key);
+    /// Counts an attempt at `account` from `ip`.
+    pub(crate) fn check_account(
+        &self,
+        account: &Account,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        self.by_account_ip
+            .check(&(account.clone(), ip), now)
+            .map_err(limited)?;
+        if self.is_known(account, ip, now) {
+            return Ok(());
+        }
+        self.by_account.check(account, now).map_err(limited)
+    }
+
+    /// A successful login: the address becomes known and its allowance
+    /// is restored. The account-wide budget is left as it is, so an attacker
+    /// who also owns a valid account gains nothing against another one.
+    pub(crate) fn succeeded(&self, user: Uuid, ip: Option<IpAddr>, now: Instant) {
+        let account = Account::Id(user);
+        self.by_account_ip.reset(&(account, ip));
+        let Some(ip) = ip else { return };
+        let mut known = self.known.lock();
+        if known.len() >= MAX_KNOWN_ADDRESSES && !known.contains_key(&(user, ip)) {
+            known.retain(|_, until| *until > now);
+            if known.len() >= MAX_KNOWN_ADDRESSES {
+                return;
+            }
+        }
+        known.insert((user, ip), now + self.known_ttl);
+    }
+
+    fn is_known(&self, account: &Account, ip: Option<IpAddr>, now: Instant) -> bool {
+        let (Account::Id(user), Some(ip)) = (account, ip) else {
+            return false;
+        };
+        self.known
+            .lock()
+            .get(&(*user, ip))
+            .is_some_and(|until| *until > now)
+    }
+}
+
+/// Registrations per client address.
+#[derive(Debug)]
+pub(crate) struct RegisterLimits(KeyedLimiter<Option<IpAddr>>);
+
+impl RegisterLimits {
+    pub(crate) fn new(per_ip: u32, window: Duration) -> Self {
+        RegisterLimits(KeyedLimiter::new(per_ip, window))
+    }
+
+    pub(crate) fn check(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), ApiError> {
+        self.0.check(&ip, now).map_err(limited)
     }
 }
 
@@ -58,15 +135,71 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    const WINDOW: Duration = Duration::from_secs(300);
+
+    fn ip(n: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([10, 0, 0, n]))
+    }
+
+    fn limits() -> LoginLimits {
+        LoginLimits::new(3, 100, WINDOW, Duration::from_secs(3600))
+    }
+
     #[test]
-    fn limits_and_reports_retry_after() {
-        let rl = RateLimiter::new(2, Duration::from_secs(60));
-        assert!(rl.hit("a").is_ok());
-        assert!(rl.hit("a").is_ok());
-        let retry = rl.hit("a").unwrap_err();
-        assert!((59..=60).contains(&retry));
-        assert!(rl.hit("b").is_ok());
-        rl.reset("a");
-        assert!(rl.hit("a").is_ok());
+    fn one_account_is_one_budget_across_addresses() {
+        let l = limits();
+        let t = Instant::now();
+        let alice = Account::Id(Uuid::new_v4());
+        for n in 1..=3 {
+            l.check_account(&alice, ip(n), t).unwrap();
+        }
+        let err = l.check_account(&alice, ip(9), t).unwrap_err();
+        assert!(
+            matches!(err, ApiError::RateLimited { retry_after } if (1..=100).contains(&retry_after))
+        );
+        // Another account is not affected.
+        l.check_account(&Account::Id(Uuid::new_v4()), ip(9), t)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_strangers_failures_do_not_lock_the_owner_out_of_a_known_address() {
+        let l = limits();
+        let t = Instant::now();
+        let id = Uuid::new_v4();
+        let alice = Account::Id(id);
+        l.check_account(&alice, ip(1), t).unwrap();
+        l.succeeded(id, ip(1), t);
+        // A stranger uses up the rest of the account-wide budget (the
+        // owner's first login took one) from elsewhere.
+        for n in 2..=3 {
+            l.check_account(&alice, ip(n), t).unwrap();
+        }
+        assert!(l.check_account(&alice, ip(5), t).is_err());
+        // The owner's known address still has its own allowance...
+        for _ in 0..3 {
+            l.check_account(&alice, ip(1), t).unwrap();
+        }
+        // ...which is bounded too.
+        assert!(l.check_account(&alice, ip(1), t).is_err());
+        // And a known address expires.
+        let later = t + Duration::from_secs(3601);
+        l.by_account.reset(&alice);
+        l.by_account_ip.reset(&(alice.clone(), ip(1)));
+        for _ in 0..3 {
+            l.check_account(&alice, ip(6), later).unwrap();
+        }
+        assert!(l.check_account(&alice, ip(1), later).is_err());
+    }
+
+    #[test]
+    fn an_unknown_login_is_limited_like_an_account() {
+        let l = limits();
+        let t = Instant::now();
+        let ghost = Account::Unknown("nobody".into());
+        for _ in 0..3 {
+            l.check_account(&ghost, ip(1), t).unwrap();
+        }
+        assert!(l.check_account(&ghost, ip(2), t).is_err());
     }
 }

@@ -10,7 +10,8 @@
 //! database is the source of truth) comes back as an event. Message shapes are
 //! in `convene_proto::signaling` and `docs/protocol.md`.
 //!
-//! Depends on `convene-proto`, `convene-bus` and `convene-turn-config` only:
+//! Depends on `convene-proto`, `convene-bus`, `convene-ratelimit` and
+//! `convene-turn-config` only:
 //! the control plane and the SFU sit behind the traits in [`ports`], with
 //! network implementations in [`remote`] and in-process ones in the `convene`
 //! crate, so `convene signaling` links neither a database nor the SFU.
