@@ -557,6 +557,17 @@ async fn bad_tokens_and_frames_get_errors_and_keep_the_connection() {
 }
 
 #[tokio::test]
+async fn a_frame_beyond_the_transport_limit_also_closes_with_1009() {
+    let srv = start().await;
+    let mut c = srv.ws().await;
+    // Above the transport's own limit (four times --ws-max-frame-bytes),
+    // where the WebSocket layer, not our check, refuses the frame.
+    let huge = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(1024 * 1024));
+    c.send_raw(&huge).await;
+    assert_eq!(c.closed().await, Some(1009));
+}
+
+#[tokio::test]
 async fn expired_token_is_refused() {
     let srv = start().await;
     let (alice, _) = srv.user("alice").await;

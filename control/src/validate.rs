@@ -37,7 +37,29 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, 
             "{field} must not contain control characters"
         )));
     }
+    if let Some(c) = v.chars().find(|&c| is_deceptive(c)) {
+        return Err(ApiError::Validation(format!(
+            "{field} must not contain invisible or text-direction characters (U+{:04X})",
+            u32::from(c)
+        )));
+    }
     Ok(v.to_string())
+}
+
+/// Characters that let a name look like something else: bidirectional
+/// embeddings, overrides and isolates (U+202E turns "gnp.exe" into
+/// "exe.png") and zero-width spaces that make two names look identical.
+/// Zero-width (non-)joiners stay allowed: scripts such as Persian and emoji
+/// sequences need them.
+fn is_deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}' // zero-width space
+            | '\u{2060}' // word joiner
+            | '\u{FEFF}' // zero-width no-break space (BOM)
+            | '\u{202A}'..='\u{202E}' // embeddings and overrides
+            | '\u{2066}'..='\u{2069}' // isolates
+    )
 }
 
 pub fn username(value: &str) -> Result<String, ApiError> {
@@ -96,5 +118,17 @@ mod tests {
         assert!(password("long enough").is_ok());
         assert!(text("name", &"x".repeat(101), 1, 100).is_err());
         assert!(text("name", "  ", 1, 100).is_err());
+        for sneaky in [
+            "evil\u{202E}gnp.exe",
+            "ad\u{200B}min",
+            "\u{2066}x\u{2069}",
+            "\u{FEFF}team",
+        ] {
+            let err = text("name", sneaky, 1, 100).unwrap_err();
+            assert!(err.to_string().contains("invisible"), "{sneaky:?}: {err}");
+        }
+        // Joiners are part of scripts and emoji, and accents are not tricks.
+        assert!(text("name", "می\u{200C}خواهم", 1, 100).is_ok());
+        assert!(text("name", "👩\u{200D}💻 Café", 1, 100).is_ok());
     }
 }

@@ -63,6 +63,13 @@ pub struct SfuConfig {
     #[arg(long = "sfu-max-tracks-per-participant", default_value_t = 8)]
     pub max_tracks_per_participant: usize,
 
+    /// m-sections an SDP offer may have; a longer offer is refused before
+    /// str0m builds state for it. A client's offer repeats every m-line the
+    /// SFU added for its subscriptions, so this must stay above what a full
+    /// room gives one subscriber (two per other participant today).
+    #[arg(long = "sfu-max-offer-media-lines", default_value_t = 512)]
+    pub max_offer_media_lines: usize,
+
     /// Announced to publishers as REMB, capping what their encoder sends.
     #[arg(long = "sfu-max-publisher-bitrate-kbps", default_value_t = 4000)]
     pub max_publisher_bitrate_kbps: u64,
@@ -203,6 +210,7 @@ impl Default for SfuConfig {
             workers: default_workers(),
             max_participants_per_room: 100,
             max_tracks_per_participant: 8,
+            max_offer_media_lines: 512,
             max_publisher_bitrate_kbps: 4000,
             pli_min_interval_ms: 500,
             send_buffer_video: DEFAULT_SEND_BUFFER_VIDEO,

@@ -21,6 +21,39 @@ fn offer(audio: bool) -> String {
     offer.to_sdp_string()
 }
 
+/// An offer with `n` audio m-lines.
+fn offer_with_lines(n: usize) -> String {
+    let mut rtc = Rtc::new(Instant::now());
+    let mut change = rtc.sdp_api();
+    for _ in 0..n {
+        change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    }
+    let (offer, _) = change.apply().unwrap();
+    offer.to_sdp_string()
+}
+
+#[tokio::test]
+async fn an_offer_with_too_many_m_lines_is_refused() {
+    let cfg = SfuConfig {
+        max_offer_media_lines: 6,
+        ..SfuConfig::for_tests()
+    };
+    let (sfu, h) = convene_sfu::start(cfg).await.unwrap();
+    let g = Grants::default();
+    match h.join("r", "a", "A", &offer_with_lines(7), g).await {
+        Err(SfuError::Sdp(m)) => assert!(m.contains("7 m-lines"), "{m}"),
+        other => panic!("expected an SDP error, got {other:?}"),
+    }
+    // Refused before anything was created: the same id may join.
+    assert!(h.join("r", "a", "A", &offer_with_lines(6), g).await.is_ok());
+    // A renegotiation is held to the same bound.
+    match h.handle_offer("r", "a", &offer_with_lines(7)).await {
+        Err(SfuError::Sdp(m)) => assert!(m.contains("at most 6"), "{m}"),
+        other => panic!("expected an SDP error, got {other:?}"),
+    }
+    sfu.shutdown().await;
+}
+
 async fn next_event(
     rx: &mut tokio::sync::broadcast::Receiver<SfuEvent>,
     mut f: impl FnMut(&SfuEvent) -> bool,

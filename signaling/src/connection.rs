@@ -177,6 +177,15 @@ pub(crate) async fn serve(socket: WebSocket, inner: Arc<Inner>) {
                     }
                 }
                 let text = match frame {
+                    Some(Err(e)) if is_too_large(&e) => {
+                        // Beyond the transport's own limit: the frame was
+                        // never buffered, and the client is told why as for
+                        // one our own check refuses.
+                        metrics.rejected_frames.with_label_values(&["too_large"]).inc();
+                        let _ = sink.send(close_frame(1009, "frame too large")).await;
+                        closing = true;
+                        break Ending::Lost;
+                    }
                     None | Some(Err(_)) => break Ending::Lost,
                     Some(Ok(Message::Close(frame))) => {
                         let normal = frame.as_ref().is_none_or(|f| f.code == 1000);
@@ -435,4 +444,11 @@ async fn enter(
         };
     }
     Err((ErrorCode::Internal, "room unavailable".into()))
+}
+
+/// Whether the WebSocket layer refused a frame for its size.
+fn is_too_large(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }

@@ -105,6 +105,20 @@ impl Worker {
         });
     }
 
+    /// Parses a client's offer and refuses one with more m-sections than
+    /// `max_offer_media_lines`: str0m would build state for every one.
+    fn parse_offer(&self, sdp: &str) -> Result<SdpOffer, SfuError> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let lines = offer.media_lines.len();
+        let max = self.config.max_offer_media_lines;
+        if lines > max {
+            return Err(SfuError::Sdp(format!(
+                "the offer has {lines} m-lines; at most {max} are accepted"
+            )));
+        }
+        Ok(offer)
+    }
+
     fn key_of(&self, room: &str, participant: &str) -> Result<ParticipantKey, SfuError> {
         self.by_id
             .get(&(room.to_string(), participant.to_string()))
@@ -190,8 +204,7 @@ impl Worker {
         {
             return Err(SfuError::RoomFull(req.room_id));
         }
-        let offer =
-            SdpOffer::from_sdp_string(&req.offer_sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let offer = self.parse_offer(&req.offer_sdp)?;
         let key = ParticipantKey(self.next_key.fetch_add(1, Ordering::Relaxed));
         let mut peer = Peer::new(
             req.room_id.clone(),
@@ -308,7 +321,7 @@ impl Worker {
         now: Instant,
     ) -> Result<String, SfuError> {
         let key = self.key_of(room, participant)?;
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let offer = self.parse_offer(sdp)?;
         let peer = self.peers.get_mut(&key).expect("by_id and peers agree");
         // Glare: the client's offer wins; ours is redone afterwards.
         if peer.pending.take().is_some() {
