@@ -118,6 +118,31 @@ async fn stats(c: &Client) -> Value {
     .unwrap_or(Value::Null)
 }
 
+/// Asserts the room's side panel fits: no control sticks out of its card and
+/// the page needs no horizontal scrollbar.
+async fn assert_side_panel_fits(c: &Client, what: &str) {
+    let found = c
+        .execute(
+            r#"
+            const out = [];
+            const doc = document.documentElement;
+            if (doc.scrollWidth > doc.clientWidth) out.push(`page ${doc.scrollWidth} > ${doc.clientWidth}`);
+            for (const card of document.querySelectorAll('.side .card')) {
+              const box = card.getBoundingClientRect();
+              for (const el of card.querySelectorAll('button, span, li')) {
+                const r = el.getBoundingClientRect();
+                if (r.right > box.right + 0.5 || r.left < box.left - 0.5)
+                  out.push(`${el.tagName} "${el.textContent.trim().slice(0, 30)}" ${r.left}..${r.right} outside ${box.left}..${box.right}`);
+              }
+            }
+            return out;"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, json!([]), "{what}: the side panel overflows");
+}
+
 /// Waits until this browser decodes video frames and receives audio from the
 /// other; returns the stats and how long it took.
 async fn until_media(c: &Client, within: Duration) -> (Value, Duration) {
@@ -157,7 +182,9 @@ async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
         http: reqwest::Client::new(),
     };
     let ada = api.user("ada").await;
-    let bob = api.user("bob").await;
+    // A long (but valid) name: the moderator's side panel must still fit
+    // its buttons next to it.
+    let bob = api.user("bartholomew.van-der-berg").await;
     let ada_t = ada["access_token"].as_str().unwrap();
     let team = api
         .post(
@@ -170,7 +197,7 @@ async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
     api.post(
         &format!("/v1/teams/{team_id}/members"),
         Some(ada_t),
-        json!({"email": "bob@example.org"}),
+        json!({"email": "bartholomew.van-der-berg@example.org"}),
     )
     .await;
     let conf = api
@@ -185,6 +212,8 @@ async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
     let a = browser(&driver, &chromium, &work.path().join("profile-a")).await;
     let b = browser(&driver, &chromium, &work.path().join("profile-b")).await;
     let result = async {
+        // The window size at which the side panel was seen to overflow.
+        a.set_window_size(1400, 900).await.unwrap();
         open_signed_in(&a, &base, &ada, &format!("#/conf/{conf_id}")).await;
         a.wait().for_element(Locator::Css("#join")).await.unwrap().click().await.unwrap();
         a.wait().for_element(Locator::Css("[data-test=room]")).await.unwrap();
@@ -197,6 +226,7 @@ async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
 
         // The moderator sees bob in the waiting list and admits him.
         let admit = a.wait().for_element(Locator::Css("#waiting-list .waiter .admit")).await.unwrap();
+        assert_side_panel_fits(&a, "with a waiter").await;
         let admitted_at = Instant::now();
         admit.click().await.unwrap();
         b.wait().for_element(Locator::Css("[data-test=room]")).await.unwrap();
@@ -204,6 +234,8 @@ async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
 
         let (a_stats, a_ttff) = until_media(&a, Duration::from_secs(60)).await;
         let (b_stats, b_ttff) = until_media(&b, Duration::from_secs(60)).await;
+        a.wait().for_element(Locator::Css("#people li button")).await.unwrap();
+        assert_side_panel_fits(&a, "with a participant").await;
         println!(
             "browser e2e: admit→room {join_latency:?}; time to first frame after room: ada {a_ttff:?}, bob {:?}; \
              ada joinMs {}, bob joinMs {}; ada {a_stats}; bob {b_stats}",
