@@ -16,79 +16,9 @@ mod browser;
 /// How long one step (a message arriving, a tick turning) may take.
 const STEP: Duration = Duration::from_secs(15);
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::{browser, open_signed_in, post, user};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
-
-async fn post(base: &str, path: &str, token: Option<&str>, body: Value) -> Value {
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let body: Value = res.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
-}
-
-async fn user(base: &str, name: &str) -> Value {
-    post(
-        base,
-        "/v1/auth/register",
-        None,
-        json!({"username": name, "email": format!("{name}@example.org"), "password": "correct horse"}),
-    )
-    .await;
-    post(
-        base,
-        "/v1/auth/login",
-        None,
-        json!({"login": name, "password": "correct horse"}),
-    )
-    .await
-}
-
-async fn browser(driver: &str, chromium: &Path, profile: &Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1100,900",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }),
-    );
-    ClientBuilder::native()
-        .capabilities(caps)
-        .connect(driver)
-        .await
-        .expect("chromedriver session")
-}
-
-/// Opens the app with a signed-in session (tokens from the REST login).
-async fn open_signed_in(c: &Client, base: &str, login: &Value, hash: &str) {
-    c.goto(&format!("{base}/")).await.unwrap();
-    let session = json!({
-        "access_token": login["access_token"],
-        "refresh_token": login["refresh_token"],
-        "user": login["user"],
-    });
-    c.execute(
-        "localStorage.setItem('convene.session', arguments[0]); location.hash = arguments[1];",
-        vec![
-            Value::String(session.to_string()),
-            Value::String(hash.into()),
-        ],
-    )
-    .await
-    .unwrap();
-}
 
 /// Polls a JavaScript expression until it is truthy; returns its value.
 async fn until(c: &Client, what: &str, expr: &str) -> Value {

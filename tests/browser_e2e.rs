@@ -11,42 +11,9 @@ use std::time::{Duration, Instant};
 
 mod browser;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use browser::{browser, open_signed_in, post, user};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
-        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {body}");
-        body
-    }
-
-    async fn user(&self, name: &str) -> Value {
-        self.post(
-            "/v1/auth/register",
-            None,
-            json!({"username": name, "email": format!("{name}@example.org"), "password": "correct horse"}),
-        )
-        .await;
-        self.post(
-            "/v1/auth/login",
-            None,
-            json!({"login": name, "password": "correct horse"}),
-        )
-        .await
-    }
-}
 
 /// The text of the element matching `css`. The page re-renders as state
 /// arrives (the waiting position is refreshed), so an element found a moment
@@ -65,48 +32,6 @@ async fn text_of(c: &Client, css: &str) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no text for {css}: {last:?}");
-}
-
-async fn browser(driver: &str, chromium: &Path, profile: &Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
-                "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }),
-    );
-    ClientBuilder::native()
-        .capabilities(caps)
-        .connect(driver)
-        .await
-        .expect("chromedriver session")
-}
-
-/// Opens the app with a signed-in session (tokens from the REST login).
-async fn open_signed_in(c: &Client, base: &str, login: &Value, hash: &str) {
-    c.goto(&format!("{base}/")).await.unwrap();
-    let session = json!({
-        "access_token": login["access_token"],
-        "refresh_token": login["refresh_token"],
-        "user": login["user"],
-    });
-    c.execute(
-        "localStorage.setItem('convene.session', arguments[0]); location.hash = arguments[1];",
-        vec![
-            Value::String(session.to_string()),
-            Value::String(hash.into()),
-        ],
-    )
-    .await
-    .unwrap();
 }
 
 async fn stats(c: &Client) -> Value {
@@ -177,36 +102,33 @@ async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
     let work = &stack.work;
 
     // Accounts, team and conference through the REST API.
-    let api = Api {
-        base: base.clone(),
-        http: reqwest::Client::new(),
-    };
-    let ada = api.user("ada").await;
+    let ada = user(&base, "ada").await;
     // A long (but valid) name: the moderator's side panel must still fit
     // its buttons next to it.
-    let bob = api.user("bartholomew.van-der-berg").await;
+    let bob = user(&base, "bartholomew.van-der-berg").await;
     let ada_t = ada["access_token"].as_str().unwrap();
-    let team = api
-        .post(
-            "/v1/teams",
-            Some(ada_t),
-            json!({"name": "crew", "description": ""}),
-        )
-        .await;
+    let team = post(
+        &base,
+        "/v1/teams",
+        Some(ada_t),
+        json!({"name": "crew", "description": ""}),
+    )
+    .await;
     let team_id = team["id"].as_str().unwrap();
-    api.post(
+    post(
+        &base,
         &format!("/v1/teams/{team_id}/members"),
         Some(ada_t),
         json!({"email": "bartholomew.van-der-berg@example.org"}),
     )
     .await;
-    let conf = api
-        .post(
-            &format!("/v1/teams/{team_id}/conferences"),
-            Some(ada_t),
-            json!({"title": "e2e", "starts_at": "2026-11-24T10:00:00Z", "waiting_hall": true}),
-        )
-        .await;
+    let conf = post(
+        &base,
+        &format!("/v1/teams/{team_id}/conferences"),
+        Some(ada_t),
+        json!({"title": "e2e", "starts_at": "2026-11-24T10:00:00Z", "waiting_hall": true}),
+    )
+    .await;
     let conf_id = conf["id"].as_str().unwrap();
 
     let a = browser(&driver, &chromium, &work.path().join("profile-a")).await;

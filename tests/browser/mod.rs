@@ -1,10 +1,15 @@
 //! Shared by the browser tests: finding Chromium and ChromeDriver, free
-//! loopback ports, child processes killed on drop, waiting for HTTP.
+//! loopback ports, child processes killed on drop, waiting for HTTP, a
+//! Chromium session with fake media, REST calls to set up users, and
+//! opening the app signed in.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{json, Value};
 
 pub const CHROMIUM: &[&str] = &["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
 pub const CHROMEDRIVER: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
@@ -103,4 +108,82 @@ pub async fn start(test: &str, jwt_secret: &str) -> Option<Stack> {
         _server: server,
         _driver: driver_proc,
     })
+}
+
+/// A headless Chromium session with a fresh profile and a fake camera and
+/// microphone, talking only to loopback.
+pub async fn browser(driver: &str, chromium: &Path, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    ClientBuilder::native()
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("chromedriver session")
+}
+
+/// `POST {base}{path}`, asserting success; returns the JSON body.
+pub async fn post(base: &str, path: &str, token: Option<&str>, body: Value) -> Value {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+/// Registers `name` (email `{name}@example.org`) and logs in; returns the
+/// login response (tokens and user).
+pub async fn user(base: &str, name: &str) -> Value {
+    post(
+        base,
+        "/v1/auth/register",
+        None,
+        json!({"username": name, "email": format!("{name}@example.org"), "password": "correct horse"}),
+    )
+    .await;
+    post(
+        base,
+        "/v1/auth/login",
+        None,
+        json!({"login": name, "password": "correct horse"}),
+    )
+    .await
+}
+
+/// Opens the app with a signed-in session (tokens from the REST login).
+pub async fn open_signed_in(c: &Client, base: &str, login: &Value, hash: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    let session = json!({
+        "access_token": login["access_token"],
+        "refresh_token": login["refresh_token"],
+        "user": login["user"],
+    });
+    c.execute(
+        "localStorage.setItem('convene.session', arguments[0]); location.hash = arguments[1];",
+        vec![
+            Value::String(session.to_string()),
+            Value::String(hash.into()),
+        ],
+    )
+    .await
+    .unwrap();
 }
