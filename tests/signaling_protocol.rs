@@ -9,13 +9,13 @@ use convene::inprocess::{InProcessControl, InProcessSfu};
 use convene_control::{Control, ControlConfig};
 use convene_proto::signaling::{ClientMessage, ErrorCode, ServerMessage};
 use convene_signaling::{Signaling, SignalingConfig};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const STEP: Duration = Duration::from_secs(10);
+mod support;
+
+use support::{Client, STEP};
 
 struct Server {
     addr: SocketAddr,
@@ -176,80 +176,6 @@ impl Server {
             .await
             .expect("websocket connects");
         Client { ws }
-    }
-}
-
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Client {
-    async fn send(&mut self, msg: &ClientMessage) {
-        let text = serde_json::to_string(msg).unwrap();
-        self.ws.send(Message::text(text)).await.unwrap();
-    }
-
-    async fn send_raw(&mut self, text: &str) {
-        self.ws.send(Message::text(text.to_string())).await.unwrap();
-    }
-
-    /// The next server message, skipping nothing.
-    async fn next(&mut self) -> ServerMessage {
-        loop {
-            let frame = tokio::time::timeout(STEP, self.ws.next())
-                .await
-                .expect("a message in time")
-                .expect("socket open")
-                .expect("frame");
-            match frame {
-                Message::Text(t) => {
-                    return serde_json::from_str(t.as_str()).expect("valid server message")
-                }
-                Message::Close(f) => panic!("closed: {f:?}"),
-                _ => continue,
-            }
-        }
-    }
-
-    /// Waits for the first message matching `pick`, skipping others.
-    async fn expect<T>(
-        &mut self,
-        what: &str,
-        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
-    ) -> T {
-        let deadline = tokio::time::Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let msg = tokio::time::timeout(left, self.next())
-                .await
-                .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-            if let Some(v) = pick(&msg) {
-                return v;
-            }
-        }
-    }
-
-    async fn join(&mut self, token: &str) {
-        self.send(&ClientMessage::Join {
-            token: token.to_string(),
-            resume_token: None,
-        })
-        .await;
-    }
-
-    async fn closed(&mut self) -> Option<u16> {
-        let deadline = tokio::time::Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, self.ws.next())
-                .await
-                .expect("close in time")
-            {
-                None | Some(Err(_)) => return None,
-                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-            }
-        }
     }
 }
 

@@ -6,59 +6,27 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use convene_control::{Control, ControlConfig};
 use convene_proto::sfu::SfuEvent;
 use convene_proto::signaling::{ClientMessage, ServerMessage};
 use convene_signaling::remote::{RemoteControl, RemoteSfu, RemoteUsers};
 use convene_signaling::{MediaPort, NodeOptions, Signaling, SignalingConfig};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind};
 use str0m::Rtc;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio::net::TcpListener;
 
-/// Upper bound for one step, so a broken build fails instead of hanging.
-const STEP: Duration = Duration::from_secs(20);
+mod support;
+
+use convene_testkit::redis_available;
+use support::{Client, STEP};
+
 const INTERNAL_SECRET: &str = "test-internal-secret";
 const SFU_SECRET: &str = "test-sfu-secret";
-
-fn redis_url() -> String {
-    std::env::var("CONVENE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// `None` (skip) when Redis does not answer; a failure in CI.
-async fn redis_available() -> Option<String> {
-    let url = redis_url();
-    let ping = async {
-        let client = redis::Client::open(url.as_str()).ok()?;
-        let mut conn = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    }
-    .await;
-    if ping.is_some() {
-        return Some(url);
-    }
-    let reason = format!("Redis not reachable at {url} (set CONVENE_TEST_REDIS_URL)");
-    if std::env::var_os("CI").is_some() {
-        panic!("{reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
-    None
-}
 
 async fn serve(app: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -155,47 +123,6 @@ impl Rest {
     }
 }
 
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Client {
-    async fn send(&mut self, msg: &ClientMessage) {
-        let text = serde_json::to_string(msg).unwrap();
-        self.ws.send(Message::text(text)).await.unwrap();
-    }
-
-    /// Waits for the first message matching `pick`, skipping others.
-    async fn expect<T>(
-        &mut self,
-        what: &str,
-        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
-    ) -> T {
-        let found = async {
-            loop {
-                let frame = self.ws.next().await.expect("socket open").expect("frame");
-                match frame {
-                    Message::Text(t) => {
-                        let msg: ServerMessage =
-                            serde_json::from_str(t.as_str()).expect("valid server message");
-                        if let Some(v) = pick(&msg) {
-                            return v;
-                        }
-                        if let ServerMessage::Error { .. } = &msg {
-                            panic!("waiting for {what}, got {msg:?}");
-                        }
-                    }
-                    Message::Close(f) => panic!("closed while waiting for {what}: {f:?}"),
-                    _ => {}
-                }
-            }
-        };
-        tokio::time::timeout(STEP, found)
-            .await
-            .unwrap_or_else(|_| panic!("no {what}"))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
     let Some(redis) = redis_available().await else {
@@ -286,7 +213,7 @@ async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
         })
         .await;
     let position = client
-        .expect("waiting", |m| match m {
+        .expect_ok("waiting", |m| match m {
             ServerMessage::Waiting { position } => Some(*position),
             _ => None,
         })
@@ -304,12 +231,12 @@ async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
         .await;
     assert_eq!(s, 200, "{b}");
     client
-        .expect("admitted", |m| {
+        .expect_ok("admitted", |m| {
             matches!(m, ServerMessage::Admitted { .. }).then_some(())
         })
         .await;
     client
-        .expect("joined", |m| {
+        .expect_ok("joined", |m| {
             matches!(m, ServerMessage::Joined { .. }).then_some(())
         })
         .await;
@@ -326,7 +253,7 @@ async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
         })
         .await;
     let answer = client
-        .expect("answer", |m| match m {
+        .expect_ok("answer", |m| match m {
             ServerMessage::Answer { sdp } => Some(sdp.clone()),
             _ => None,
         })
@@ -369,7 +296,7 @@ impl Client {
             access_token: token.to_string(),
         })
         .await;
-        self.expect("welcome", |m| match m {
+        self.expect_ok("welcome", |m| match m {
             ServerMessage::Welcome { user_id, .. } => Some(*user_id),
             _ => None,
         })
@@ -378,7 +305,7 @@ impl Client {
 
     /// The next `message_created` of `chat`: (seq, text).
     async fn message(&mut self, chat: uuid::Uuid) -> (i64, String) {
-        self.expect("message_created", |m| match m {
+        self.expect_ok("message_created", |m| match m {
             ServerMessage::MessageCreated { chat_id, message } if *chat_id == chat => {
                 Some((message.seq, message.text.clone()))
             }
@@ -466,7 +393,7 @@ async fn chats_on_remote_user_port() {
         })
         .await;
     bob_ws
-        .expect("error for a bad token", |m| {
+        .expect_ok("error for a bad token", |m| {
             matches!(m, ServerMessage::Error { .. }).then_some(())
         })
         .await;
@@ -489,7 +416,7 @@ async fn chats_on_remote_user_port() {
     assert_eq!(alice_ws.hello(&alice).await.to_string(), alice_id);
     alice_ws.send(&ClientMessage::Typing { chat_id }).await;
     let typing = bob_ws
-        .expect("typing", |m| match m {
+        .expect_ok("typing", |m| match m {
             ServerMessage::Typing {
                 chat_id: c,
                 user_id,

@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
-pub const STEP: Duration = Duration::from_secs(10);
+/// Upper bound for one step, so a broken build fails instead of hanging.
+pub const STEP: Duration = Duration::from_secs(20);
 
 /// One node: control plane + signaling (+ its own SFU) on one HTTP port.
 pub struct Node {
@@ -323,6 +324,12 @@ impl Client {
         self.ws.send(Message::text(text)).await.unwrap();
     }
 
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(Message::text(text.to_string())).await.unwrap();
+    }
+
+    /// The next server message, skipping nothing but WebSocket control
+    /// frames; a close is a failure.
     pub async fn next(&mut self) -> ServerMessage {
         loop {
             let frame = tokio::time::timeout(STEP, self.ws.next())
@@ -330,8 +337,12 @@ impl Client {
                 .expect("a message in time")
                 .expect("socket open")
                 .expect("frame");
-            if let Message::Text(t) = frame {
-                return serde_json::from_str(t.as_str()).expect("valid server message");
+            match frame {
+                Message::Text(t) => {
+                    return serde_json::from_str(t.as_str()).expect("valid server message")
+                }
+                Message::Close(f) => panic!("closed: {f:?}"),
+                _ => continue,
             }
         }
     }
@@ -352,6 +363,25 @@ impl Client {
                 return v;
             }
         }
+    }
+
+    /// Like [`Client::expect`], but an `error` from the server while
+    /// waiting is a failure rather than a message to skip.
+    pub async fn expect_ok<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+    ) -> T {
+        self.expect(what, |m| {
+            if let ServerMessage::Error { .. } = m {
+                if let Some(v) = pick(m) {
+                    return Some(v);
+                }
+                panic!("waiting for {what}, got {m:?}");
+            }
+            pick(m)
+        })
+        .await
     }
 
     pub async fn join(&mut self, token: &str) {
