@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use convene_proto::signaling::{ClientMessage, ParticipantInfo, ServerMessage};
 use convene_signaling::SignalingConfig;
 use convene_testkit::{self as common, Backend, TestDb};
@@ -187,7 +185,6 @@ async fn participants_and_chat_span_two_nodes() {
         "p-ghost"
     );
     assert_eq!(a.expect("ghost expires", participant_left).await, "p-ghost");
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 #[tokio::test]

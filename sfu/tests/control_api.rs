@@ -230,7 +230,12 @@ async fn garbage_datagrams_are_dropped_not_fatal() {
             }
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Everything sent has been read (bounded wait), so the counters below
+    // are final.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while sfu.metrics().packets_received.get() < 4001 && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     // Still alive and serving.
     assert!(h
         .join("r", "a", "A", &offer(true), Grants::default())
@@ -292,17 +297,26 @@ async fn http_control_api_with_shared_secret() {
     let (status, _) = http(addr, "GET", "/v1/events", "wrong", "").await;
     assert_eq!(status, 401);
 
-    // Events stream (SSE), opened before the join.
-    let sse = tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(
-            b"GET /v1/events HTTP/1.1\r\nhost: sfu\r\nauthorization: Bearer s3cret\r\n\r\n",
-        )
+    // Events stream (SSE), open before the join: its response head arrives
+    // once the handler has subscribed, so no event can be missed.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /v1/events HTTP/1.1\r\nhost: sfu\r\nauthorization: Bearer s3cret\r\n\r\n")
         .await
         .unwrap();
-        let mut seen = String::new();
-        let mut buf = [0u8; 4096];
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !seen.contains("\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "stream ended: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await
+    .expect("event stream head in time");
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    let sse = tokio::spawn(async move {
         while !seen.contains("participant_disconnected") {
             let n = s.read(&mut buf).await.unwrap();
             assert!(n > 0, "stream ended: {seen}");
@@ -310,7 +324,6 @@ async fn http_control_api_with_shared_secret() {
         }
         seen
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let (status, body) = http(addr, "POST", "/v1/request", "s3cret", &join).await;
     assert_eq!(status, 200, "{body}");
