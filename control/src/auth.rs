@@ -148,13 +148,12 @@ impl Control {
         .bind(email.to_lowercase())
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some(row) = taken {
-            let u: String = row.try_get("username_lower")?;
-            return Err(ApiError::Conflict(if u == username.to_lowercase() {
-                "username is already taken".into()
-            } else {
-                "email is already registered".into()
-            }));
+        // One answer for both, so the form does not tell a stranger which
+        // of the two an existing account has.
+        if taken.is_some() {
+            return Err(ApiError::Conflict(
+                "that username or email is already registered".into(),
+            ));
         }
         // A concurrent registration can still slip between the check and the
         // insert; the unique constraints turn that into a 409 as well.
@@ -342,7 +341,34 @@ impl Control {
         self.user(actor.user_id).await
     }
 
-    pub async fn find_user_by_email(&self, _actor: &Actor, email: &str) -> Result<User, ApiError> {
+    /// Looks up a user the caller already shares a team or a chat with (or
+    /// the caller), by exact email. Anyone else is "not found", exactly like
+    /// an unknown address, so the endpoint cannot be used to find out who
+    /// has an account.
+    pub async fn find_user_by_email(&self, actor: &Actor, email: &str) -> Result<User, ApiError> {
+        let email = email.trim().to_lowercase();
+        if email.is_empty() || email.chars().count() > validate::EMAIL_MAX {
+            return Err(ApiError::not_found("user"));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.email_lower = $1 AND (
+                 u.id = $2
+                 OR EXISTS (SELECT 1 FROM team_members a JOIN team_members b ON a.team_id = b.team_id
+                            WHERE a.user_id = u.id AND b.user_id = $2)
+                 OR EXISTS (SELECT 1 FROM chat_members a JOIN chat_members b ON a.chat_id = b.chat_id
+                            WHERE a.user_id = u.id AND b.user_id = $2))"
+        ))
+        .bind(email)
+        .bind(actor.user_id.to_string())
+        .fetch_optional(&self.db().pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+        user_from_row(&row)
+    }
+
+    /// Any registered user by exact email, for a team admin adding a member
+    /// by address (the caller's rights are checked there).
+    pub(crate) async fn any_user_by_email(&self, email: &str) -> Result<User, ApiError> {
         let email = email.trim().to_lowercase();
         if email.is_empty() || email.chars().count() > validate::EMAIL_MAX {
             return Err(ApiError::not_found("user"));

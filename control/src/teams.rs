@@ -572,7 +572,7 @@ impl Control {
     ) -> Result<Member, ApiError> {
         self.require_admin(actor, team_id).await?;
         let user = self
-            .find_user_by_email(actor, email)
+            .any_user_by_email(email)
             .await
             .map_err(|_| ApiError::NotFound("no user with this email".into()))?;
         let now = now_ms();

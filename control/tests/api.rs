@@ -821,7 +821,7 @@ async fn refresh_tokens_rotate(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {
         return;
     };
-    app.user("alice").await;
+    let (alice, _) = app.user("alice").await;
     let login = app
         .call(
             Method::POST,
@@ -895,10 +895,20 @@ async fn refresh_tokens_rotate(backend: Backend) {
     )
     .await
     .assert_problem(401);
-    // Lookup by email.
+    // Lookup by email finds only people one already shares a team or a
+    // chat with (and oneself); a stranger's account looks exactly like an
+    // unknown address.
     let (tok, id) = app.user("bob").await;
+    let stranger = app.get("/v1/users?email=ALICE@example.com", &tok).await;
+    stranger.assert_problem(404);
+    let unknown = app.get("/v1/users?email=nobody@example.com", &tok).await;
+    unknown.assert_problem(404);
+    assert_eq!(stranger.body, unknown.body);
+    app.team_with_member(&alice, &tok).await;
     let r = app.get("/v1/users?email=ALICE@example.com", &tok).await;
     assert_eq!(r.ok(200)["username"], "alice");
+    let r = app.get("/v1/users?email=BOB@example.com", &tok).await;
+    assert_eq!(r.ok(200)["id"], id.as_str());
     let me = app.get("/v1/users/me", &tok).await;
     assert_eq!(me.ok(200)["id"], id.as_str());
 }
