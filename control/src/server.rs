@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use convene_proto::control::Problem;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{problem_response, problem_type, ApiError, PROBLEM_CONTENT_TYPE};
@@ -28,6 +29,12 @@ pub(crate) fn router(control: Control) -> Router {
         .with_state(control.clone())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(map_response(ensure_problem))
+        // Tokens, accounts and everything else here are one user's: no
+        // browser or shared cache may keep them.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(from_fn_with_state(control, metrics::track))
         .layer(TraceLayer::new_for_http());
     if let Some(cors) = cors_layer(&config.cors_origins) {

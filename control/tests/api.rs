@@ -831,6 +831,7 @@ async fn refresh_tokens_rotate(backend: Backend) {
         )
         .await;
     assert_eq!(login.ok(200)["token_type"], "Bearer");
+    assert_eq!(login.headers["cache-control"], "no-store");
     assert!(login.body["expires_in"].as_u64().unwrap() > 0);
     assert_eq!(login.body["user"]["username"], "alice");
     let r1 = login.body["refresh_token"].as_str().unwrap().to_string();
