@@ -166,6 +166,25 @@ impl Control {
         Ok(role == TeamRole::Admin || is_explicit_moderator(conn, rec.id, user_id).await?)
     }
 
+    /// Whether `user_id` moderates conference `id` of `team_id` right now:
+    /// a team admin or a named moderator. `None` when the user is no longer
+    /// in the team.
+    pub(crate) async fn moderates_now(
+        &self,
+        id: Uuid,
+        team_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<bool>, ApiError> {
+        let Some(role) = self.membership(team_id, user_id).await? else {
+            return Ok(None);
+        };
+        if role == TeamRole::Admin {
+            return Ok(Some(true));
+        }
+        let mut conn = self.db().pool.acquire().await?;
+        Ok(Some(is_explicit_moderator(&mut conn, id, user_id).await?))
+    }
+
     pub(crate) async fn require_moderator(
         &self,
         actor: &Actor,

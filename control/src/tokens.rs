@@ -207,8 +207,12 @@ impl Control {
 
     /// Checks a room token for the signaling service: signature, expiry,
     /// revocation and that the conference still exists and has not ended.
+    /// Checks a room token and returns its claims with the moderator grant
+    /// as it is *now*: a moderator demoted after the token was issued (or a
+    /// team admin made a member) rejoins without moderator rights, and one
+    /// promoted gets them, without waiting for the token to expire.
     pub async fn verify_room_token(&self, token: &str) -> Result<RoomClaims, ApiError> {
-        let claims = self.keys().decode_room(token)?;
+        let mut claims = self.keys().decode_room(token)?;
         let mut conn = self.db().pool.acquire().await?;
         let row = sqlx::query("SELECT team_id, ended_at FROM conferences WHERE id = $1")
             .bind(claims.conf.to_string())
@@ -225,6 +229,13 @@ impl Control {
         let nb = not_before(&mut conn, claims.sub, claims.conf, claims.team).await?;
         if claims.iat < nb {
             return Err(ApiError::TokenRevoked);
+        }
+        drop(conn);
+        if !claims.grants.waiting {
+            claims.grants.moderator = self
+                .moderates_now(claims.conf, claims.team, claims.sub)
+                .await?
+                .ok_or(ApiError::TokenRevoked)?;
         }
         Ok(claims)
     }
