@@ -164,6 +164,24 @@ fn av1_keyframe_start(p: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Keyframe detection reads untrusted payloads: any bytes, for any
+        /// codec, give an answer and never a panic (out-of-range indexing in
+        /// aggregation packets, FU headers, OBU sizes).
+        #[test]
+        fn any_payload_for_any_codec_is_answered(
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            codec in 0usize..9,
+        ) {
+            let codec = [
+                Codec::Opus, Codec::Red, Codec::OtherAudio, Codec::Vp8, Codec::Vp9,
+                Codec::H264, Codec::H265, Codec::Av1, Codec::OtherVideo,
+            ][codec];
+            let _ = is_keyframe_start(codec, &payload);
+        }
+    }
 
     #[test]
     fn vp8_keyframe_and_delta() {
