@@ -253,32 +253,55 @@ impl Control {
         .await?
         .ok_or_else(invalid)?;
         let family: String = row.try_get("family_id")?;
-        if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
-            sqlx::query(
-                "UPDATE refresh_tokens SET used_at = $1 WHERE family_id = $2 AND used_at IS NULL",
-            )
-            .bind(now)
-            .bind(&family)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            tracing::warn!(family = %family, "refresh token reuse; family revoked");
-            return Err(ApiError::Unauthorized(
-                "refresh token was already used".into(),
-            ));
-        }
         if row.try_get::<i64, _>("expires_at")? <= now {
             return Err(ApiError::Unauthorized("refresh token has expired".into()));
         }
-        let claimed = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() != 1 {
-            return Err(invalid());
+        let grace_ms = i64::try_from(self.config().refresh_reuse_grace_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        let mut used_at: Option<i64> = row.try_get("used_at")?;
+        if used_at.is_none() {
+            let claimed = sqlx::query(
+                "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                // A parallel refresh claimed it between our read and our
+                // write (PostgreSQL): judge it as the reuse it is.
+                used_at = Some(
+                    sqlx::query("SELECT used_at FROM refresh_tokens WHERE token_hash = $1")
+                        .bind(&hash)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get::<Option<i64>, _>("used_at")?
+                        .unwrap_or(now),
+                );
+            }
+        }
+        // Reused: within the grace period it is the same client refreshing
+        // in parallel, and gets a successor of its own in the same family;
+        // later it is a replay, and the whole family is revoked.
+        if let Some(used) = used_at {
+            if now.saturating_sub(used) > grace_ms {
+                // Expired, not just used: a revoked token must not fall
+                // within anyone's grace period.
+                sqlx::query(
+                    "UPDATE refresh_tokens SET used_at = COALESCE(used_at, $1), expires_at = 0
+                     WHERE family_id = $2",
+                )
+                .bind(now)
+                .bind(&family)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                tracing::warn!(family = %family, "refresh token reuse; family revoked");
+                return Err(ApiError::Unauthorized(
+                    "refresh token was already used".into(),
+                ));
+            }
         }
         let user_id = uuid_col(&row.try_get::<String, _>("user_id")?)?;
         let refresh = insert_refresh_token(

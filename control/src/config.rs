@@ -54,6 +54,14 @@ pub struct ControlConfig {
     #[arg(long, env = "CONVENE_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
     pub refresh_token_ttl: u64,
 
+    /// Seconds during which a refresh token that was just used may be used
+    /// again, getting a token of its own: a client whose parallel requests
+    /// all hit an expired access token refreshes several times at once, and
+    /// must not be signed out for it. Reuse after this is treated as theft
+    /// and revokes the whole session. 0 allows no reuse.
+    #[arg(long, env = "CONVENE_REFRESH_REUSE_GRACE_SECS", default_value_t = 10)]
+    pub refresh_reuse_grace_secs: u64,
+
     /// A waiter with no heartbeat (from the signaling service) for this many
     /// seconds leaves the waiting hall, so a dead signaling node leaves no
     /// ghost waiters behind.
@@ -202,6 +210,7 @@ impl Default for ControlConfig {
             max_body_bytes: 64 * 1024,
             access_token_ttl: 900,
             refresh_token_ttl: 30 * 24 * 3600,
+            refresh_reuse_grace_secs: 10,
             room_token_ttl: 300,
             login_max_attempts_per_account: 10,
             login_max_attempts_per_ip: 50,
@@ -312,6 +321,10 @@ mod tests {
             def.login_known_address_ttl_secs
         );
         assert_eq!(parsed.trusted_proxies, def.trusted_proxies);
+        assert_eq!(
+            parsed.refresh_reuse_grace_secs,
+            def.refresh_reuse_grace_secs
+        );
         assert_eq!(parsed.public_url, def.public_url);
         assert_eq!(parsed.post_body_max_chars, def.post_body_max_chars);
         assert_eq!(parsed.message_max_chars, def.message_max_chars);

@@ -818,7 +818,9 @@ async fn conflicts_and_last_admin(backend: Backend) {
 }
 
 async fn refresh_tokens_rotate(backend: Backend) {
-    let Some(app) = TestApp::start(backend).await else {
+    // No grace for reuse here: this is about replays (tests/refresh.rs has
+    // the parallel refreshes of one client).
+    let Some(app) = TestApp::start_with(backend, |c| c.refresh_reuse_grace_secs = 0).await else {
         return;
     };
     let (alice, _) = app.user("alice").await;
