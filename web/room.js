@@ -38,6 +38,12 @@ export class Room {
     window.conveneRoom = this;
   }
 
+  // The join answer says (team admins moderate too, without being listed in
+  // conf.moderators); older servers did not, hence the fallback.
+  isModerator() {
+    return this.grant.moderator ?? this.conf.moderators.includes(this.user.id);
+  }
+
   async start() {
     this.startedAt = performance.now();
     this.connect();
@@ -221,7 +227,7 @@ export class Room {
       h('video', { autoplay: true, muted: true, playsinline: true }), h('span', { class: 'name' }, `${this.user.username} (you)`));
     me.querySelector('video').srcObject = this.stream;
     const chatInput = h('input', { placeholder: 'message everyone', id: 'chat-text' });
-    const moderator = this.conf.moderators.includes(this.user.id);
+    const moderator = this.isModerator();
     this.mount.replaceChildren(h('div', { class: 'room', 'data-test': 'room' },
       h('div', {},
         h('h1', {}, this.conf.title),
@@ -247,7 +253,7 @@ export class Room {
   renderPeople() {
     const ul = document.getElementById('people');
     if (!ul) return;
-    const moderator = this.conf.moderators.includes(this.user.id);
+    const moderator = this.isModerator();
     ul.replaceChildren(h('li', {}, `${this.user.username} (you)`), ...[...this.participants.values()].map((p) => h('li', {}, p.name,
       moderator ? h('button', { class: 'secondary', onclick: () => this.send({ type: 'mute_participant', participant_id: p.participant_id, video: false }) }, 'Mute') : '',
       moderator ? h('button', { class: 'secondary', onclick: () => this.send({ type: 'move_to_waiting', participant_id: p.participant_id }) }, 'To waiting hall') : '',

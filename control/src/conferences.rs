@@ -471,6 +471,7 @@ impl Control {
                 .ice
                 .ice_servers(&actor.user_id.to_string(), std::time::SystemTime::now()),
             waiting: grants.waiting,
+            moderator: grants.moderator,
             position,
         })
     }

@@ -270,6 +270,11 @@ pub struct JoinConferenceResponse {
     pub ice_servers: Vec<IceServer>,
     /// `true` when `token` only grants a place in the waiting hall.
     pub waiting: bool,
+    /// Whether the caller moderates this conference (a named moderator or
+    /// an admin of its team), so a client knows to show the moderation
+    /// controls without working out the rules itself.
+    #[serde(default)]
+    pub moderator: bool,
     /// 1-based place in the waiting-hall queue when `waiting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
