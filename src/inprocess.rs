@@ -4,7 +4,7 @@
 //! itself never links the control plane or the SFU.
 
 use async_trait::async_trait;
-use convene_control::{Actor, ApiError, ChatEvent, ConferenceEvent, Control};
+use convene_control::{Actor, ApiError, ChatEvent, Control};
 use convene_proto::collab::ChatMessage;
 use convene_proto::sfu::{
     AnswerRequest, JoinRequest, OfferRequest, SetMuteRequest, SfuEvent, SubscribeRequest,
@@ -135,25 +135,6 @@ fn control_error(e: ApiError) -> PortError {
             PortError::Unavailable(e.to_string())
         }
     }
-}
-
-fn hall_event(ev: ConferenceEvent) -> Option<HallEvent> {
-    Some(match ev {
-        ConferenceEvent::WaitingJoined { .. } | ConferenceEvent::WaitingLeft { .. } => {
-            HallEvent::WaitingChanged
-        }
-        ConferenceEvent::WaitingAdmitted { user_id, .. } => HallEvent::Admitted { user_id },
-        ConferenceEvent::WaitingDenied {
-            user_id, reason, ..
-        } => HallEvent::Denied {
-            user_id,
-            reason: reason.unwrap_or_default(),
-        },
-        ConferenceEvent::MovedToWaiting { user_id, .. } => HallEvent::MovedToWaiting { user_id },
-        ConferenceEvent::ParticipantRemoved { user_id, .. } => HallEvent::Removed { user_id },
-        ConferenceEvent::ConferenceEnded { .. } => HallEvent::Ended,
-        ConferenceEvent::ConferenceUpdated { .. } => return None,
-    })
 }
 
 /// Service calls take an actor; only the user id matters for permissions.
@@ -299,7 +280,7 @@ impl ControlPort for InProcessControl {
             .bus()
             .subscribe(conference)
             .into_stream()
-            .filter_map(|ev| async move { hall_event(ev) })
+            .filter_map(|ev| async move { HallEvent::from_conference(ev) })
             .boxed())
     }
 }

@@ -185,3 +185,25 @@ pub trait UserPort: Send + Sync + 'static {
     /// The chat's events, from whichever node produced them.
     fn events(&self, chat: Uuid) -> BoxStream<'static, convene_proto::collab::ChatEvent>;
 }
+
+impl HallEvent {
+    /// What a room needs to know of a control-plane event, whichever port
+    /// (in-process or remote) delivered it; `None` for events rooms ignore.
+    pub fn from_conference(ev: convene_proto::events::ConferenceEvent) -> Option<HallEvent> {
+        use convene_proto::events::ConferenceEvent as E;
+        Some(match ev {
+            E::WaitingJoined { .. } | E::WaitingLeft { .. } => HallEvent::WaitingChanged,
+            E::WaitingAdmitted { user_id, .. } => HallEvent::Admitted { user_id },
+            E::WaitingDenied {
+                user_id, reason, ..
+            } => HallEvent::Denied {
+                user_id,
+                reason: reason.unwrap_or_default(),
+            },
+            E::MovedToWaiting { user_id, .. } => HallEvent::MovedToWaiting { user_id },
+            E::ParticipantRemoved { user_id, .. } => HallEvent::Removed { user_id },
+            E::ConferenceEnded { .. } => HallEvent::Ended,
+            E::ConferenceUpdated { .. } => return None,
+        })
+    }
+}

@@ -19,7 +19,6 @@ use async_trait::async_trait;
 use convene_bus::{BusError, ChatBus, EventBus};
 use convene_proto::collab::{Chat, ChatEvent, ChatMessage};
 use convene_proto::control::{Problem, RoomClaims, VerifyTokenRequest, WaitingEntry};
-use convene_proto::events::ConferenceEvent;
 use convene_proto::internal::{
     AuthenticateRequest, AuthenticateResponse, InternalDenyRequest, ModeratorRequest,
     RoomTokenResponse, TouchResponse, SECRET_HEADER,
@@ -328,25 +327,6 @@ fn problem_error(status: StatusCode, problem: Option<Problem>) -> PortError {
     }
 }
 
-fn hall_event(ev: ConferenceEvent) -> Option<HallEvent> {
-    Some(match ev {
-        ConferenceEvent::WaitingJoined { .. } | ConferenceEvent::WaitingLeft { .. } => {
-            HallEvent::WaitingChanged
-        }
-        ConferenceEvent::WaitingAdmitted { user_id, .. } => HallEvent::Admitted { user_id },
-        ConferenceEvent::WaitingDenied {
-            user_id, reason, ..
-        } => HallEvent::Denied {
-            user_id,
-            reason: reason.unwrap_or_default(),
-        },
-        ConferenceEvent::MovedToWaiting { user_id, .. } => HallEvent::MovedToWaiting { user_id },
-        ConferenceEvent::ParticipantRemoved { user_id, .. } => HallEvent::Removed { user_id },
-        ConferenceEvent::ConferenceEnded { .. } => HallEvent::Ended,
-        ConferenceEvent::ConferenceUpdated { .. } => return None,
-    })
-}
-
 #[async_trait]
 impl ControlPort for RemoteControl {
     async fn verify(&self, token: &str) -> Result<Admission, PortError> {
@@ -514,7 +494,7 @@ impl ControlPort for RemoteControl {
             .bus
             .subscribe(conference)
             .into_stream()
-            .filter_map(|ev| async move { hall_event(ev) })
+            .filter_map(|ev| async move { HallEvent::from_conference(ev) })
             .boxed())
     }
 }
