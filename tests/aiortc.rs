@@ -9,7 +9,7 @@
 //! unless `CI` is set.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -25,10 +25,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const CLIENT_DEADLINE_SECS: u64 = 60;
 
 fn skip_or_fail(test: &str, why: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: {why}");
-    }
-    eprintln!("skipping {test}: {why}");
+    convene_testkit::skip_or_fail(&format!("{test}: {why}"));
 }
 
 struct Killed(Child);
@@ -39,12 +36,7 @@ impl Drop for Killed {
     }
 }
 
-fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use convene_testkit::free_tcp_addr as free_tcp;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
