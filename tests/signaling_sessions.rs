@@ -53,9 +53,10 @@ async fn websocket_pings_alone_keep_a_participant_and_a_waiter() {
                 waiting_heartbeat_timeout_secs: 3,
                 ..SignalingConfig::default()
             },
-            // Waiter entries are renewed at most every 5 s, so 6 s is the
-            // shortest TTL a live waiter survives.
-            control: |c| c.waiting_ttl_secs = 6,
+            // Waiter entries are renewed at most every 5 s; 8 s leaves a
+            // live waiter 3 s of slack on a loaded machine (6 s left one,
+            // and a busy CI run lost the waiter).
+            control: |c| c.waiting_ttl_secs = 8,
             ..Setup::default()
         },
     )
@@ -94,7 +95,7 @@ async fn websocket_pings_alone_keep_a_participant_and_a_waiter() {
 
     // Past the heartbeat timeouts and the waiter TTL (plus one sweep), bob
     // and wes send nothing but WebSocket pings and read nothing.
-    let until = tokio::time::Instant::now() + Duration::from_secs(9);
+    let until = tokio::time::Instant::now() + Duration::from_secs(12);
     let mut seen = Vec::new();
     let mut every = tokio::time::interval(Duration::from_millis(300));
     while tokio::time::Instant::now() < until {
