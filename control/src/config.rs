@@ -23,7 +23,7 @@ pub struct ControlConfig {
     #[arg(long, env = "CONVENE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
-    /// Shared secret for `/v1/internal/*` (header `x-convene-internal-secret`).
+    /// Shared secret for `/v1/internal/*`, sent as `Authorization: Bearer`.
     /// The internal API is disabled when absent.
     #[arg(long, env = "CONVENE_INTERNAL_SECRET", hide_env_values = true)]
     pub internal_secret: Option<String>,

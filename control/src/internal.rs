@@ -1,13 +1,16 @@
 //! `/v1/internal/*` for a signaling service in another process: the calls
 //! its `ControlPort` makes, over HTTP. Every request carries the shared
-//! secret in `x-convene-internal-secret`; a missing or wrong secret is 401
-//! (403 when the internal API is disabled because no secret is configured).
+//! secret as `Authorization: Bearer <secret>` (for one release the
+//! deprecated `x-convene-internal-secret` header is accepted too); a missing
+//! or wrong secret is 401 (403 when the internal API is disabled because no
+//! secret is configured).
 //!
 //! Moderation calls name the moderator in the body: the signaling service has
 //! already verified that user's room token, and the control plane checks the
 //! user's moderator rights exactly as for the REST endpoints.
 
 use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
@@ -15,13 +18,13 @@ use convene_proto::collab::{Chat, ChatMessage};
 use convene_proto::control::{Problem, WaitingEntry};
 pub use convene_proto::internal::{
     AuthenticateRequest, AuthenticateResponse, InternalDenyRequest, MessagesAfterQuery,
-    ModeratorRequest, RoomTokenResponse, TouchResponse, SECRET_HEADER,
+    ModeratorRequest, RoomTokenResponse, TouchResponse,
 };
+use convene_proto::secret::{self, bearer_secret_matches, LEGACY_INTERNAL_SECRET_HEADER};
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
-use crate::tokens::constant_time_eq;
 use crate::{Actor, Control};
 
 /// Upper bound on one catch-up answer, whatever the caller asks; the
@@ -76,8 +79,8 @@ pub(crate) fn routes() -> Router<Control> {
         )
 }
 
-/// Whether the request carries the shared secret (compared in constant
-/// time); 403 when the internal API is disabled (no secret configured).
+/// Whether the request carries the shared secret; 403 when the internal API
+/// is disabled (no secret configured).
 pub(crate) fn secret_matches(c: &Control, headers: &HeaderMap) -> ApiResult<bool> {
     let expected = c
         .config()
@@ -85,11 +88,13 @@ pub(crate) fn secret_matches(c: &Control, headers: &HeaderMap) -> ApiResult<bool
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::Forbidden("internal API is disabled".into()))?;
-    let given = headers
-        .get(SECRET_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    Ok(!given.is_empty() && constant_time_eq(given, expected.as_bytes()))
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    Ok(
+        bearer_secret_matches(header(AUTHORIZATION.as_str()), expected)
+            // Deprecated: callers of the previous release send only this.
+            || header(LEGACY_INTERNAL_SECRET_HEADER)
+                .is_some_and(|given| secret::secret_matches(given, expected)),
+    )
 }
 
 /// 401 without the shared secret.

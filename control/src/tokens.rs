@@ -107,15 +107,6 @@ pub fn hash_refresh_token(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Compares secrets without leaking the position of the first difference.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
-    ha.iter()
-        .zip(hb.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Team,
@@ -241,11 +232,5 @@ mod tests {
         assert!(keys.decode_access(&t).is_ok());
         assert!(keys.decode_room(&t).is_err());
         assert!(Keys::new(b"other").decode_access(&t).is_err());
-    }
-
-    #[test]
-    fn constant_time_eq_works() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
     }
 }

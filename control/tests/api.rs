@@ -1192,6 +1192,18 @@ async fn internal_verify_endpoint(backend: Backend) {
     app.raw(verify(Some("test-internal-secret"), "garbage"))
         .await
         .assert_problem(401);
+    // The same with the secret as a bearer credential.
+    let bearer = |secret: &str| {
+        app.client
+            .post(app.url("/v1/internal/tokens/verify"))
+            .bearer_auth(secret)
+            .json(&json!({"token": token}))
+    };
+    assert_eq!(
+        app.raw(bearer("test-internal-secret")).await.ok(200)["sub"],
+        alice_id.as_str()
+    );
+    app.raw(bearer("wrong")).await.assert_problem(403);
 }
 
 /// A waiter whose signaling node stopped sending heartbeats leaves the hall

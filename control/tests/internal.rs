@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 both_backends!(
     internal_endpoints_need_the_secret,
+    internal_endpoints_take_a_bearer_secret,
     internal_waiting_hall_flow
 );
 
@@ -119,6 +120,92 @@ async fn internal_endpoints_need_the_secret(backend: Backend) {
     off.internal(Method::GET, &format!("{base}/waiting"), Some(SECRET), None)
         .await
         .assert_problem(403);
+}
+
+/// `Authorization: Bearer <secret>` is the convention; the legacy header
+/// above still works for one release. A wrong or missing bearer secret is
+/// 401 problem+json on every internal route, and the route does nothing.
+async fn internal_endpoints_take_a_bearer_secret(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let (alice, alice_id) = app.user("alice").await;
+    let team = app.post("/v1/teams", &alice, json!({"name": "A"})).await;
+    let team_id = team.ok(201)["id"].as_str().unwrap().to_string();
+    let conf = app.conference(&alice, &team_id, false).await;
+    let chat = app
+        .post(
+            "/v1/chats",
+            &alice,
+            json!({"title": "c", "member_emails": []}),
+        )
+        .await;
+    let chat_id = chat.ok(201)["id"].as_str().unwrap().to_string();
+    let conf_base = format!("/v1/internal/conferences/{conf}");
+    let user_base = format!("/v1/internal/users/{alice_id}");
+    let calls: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("{conf_base}/waiting"), None),
+        (
+            Method::POST,
+            format!("{conf_base}/participants/{alice_id}/room-token"),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/internal/users/authenticate".into(),
+            Some(json!({"access_token": alice})),
+        ),
+        (Method::GET, format!("{user_base}/chats"), None),
+        (Method::GET, format!("{user_base}/chats/{chat_id}"), None),
+        (
+            Method::GET,
+            format!("{user_base}/chats/{chat_id}/messages?after_seq=0&limit=10"),
+            None,
+        ),
+    ];
+    let with_authorization = |method: &Method, path: &str, value: Option<String>, body| {
+        let mut req = app.client.request(method.clone(), app.url(path));
+        if let Some(v) = value {
+            req = req.header("authorization", v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req
+    };
+    for (method, path, body) in &calls {
+        for value in [
+            None,
+            Some("Bearer wrong".to_string()),
+            Some("Bearer ".to_string()),
+            Some(format!("Bearer {SECRET}x")),
+            Some(SECRET.to_string()),
+            Some(format!("Basic {SECRET}")),
+        ] {
+            let r = app
+                .raw(with_authorization(
+                    method,
+                    path,
+                    value.clone(),
+                    body.clone(),
+                ))
+                .await;
+            r.assert_problem(401);
+            assert_eq!(
+                r.body["type"], "urn:convene:problem:unauthorized",
+                "{method} {path} with {value:?}"
+            );
+        }
+        let ok = app
+            .raw(with_authorization(
+                method,
+                path,
+                Some(format!("Bearer {SECRET}")),
+                body.clone(),
+            ))
+            .await;
+        ok.ok(200);
+    }
 }
 
 async fn internal_waiting_hall_flow(backend: Backend) {

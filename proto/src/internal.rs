@@ -1,14 +1,12 @@
 //! Bodies of the control plane's internal API (`/v1/internal/*`), which a
 //! signaling service in another process calls; the control plane serves
 //! them and the signaling service's remote port sends them, so both take
-//! them from here.
+//! them from here. Calls carry the shared secret as
+//! `Authorization: Bearer <secret>` (see [`crate::secret`]).
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-
-/// Header carrying the shared secret.
-pub const SECRET_HEADER: &str = "x-convene-internal-secret";
 
 /// The moderator on whose behalf a moderation call is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -1,5 +1,6 @@
 //! The network form of the control API: HTTP/JSON on an internal port,
-//! guarded by a shared secret (`Authorization: Bearer <secret>`).
+//! guarded by a shared secret (`Authorization: Bearer <secret>`, checked by
+//! [`convene_proto::secret`] like every service-to-service secret).
 //!
 //! `POST /v1/request` takes an [`SfuRequest`] and answers an
 //! [`SfuResponse`]; `GET /v1/events` streams [`SfuEvent`]s as server-sent
@@ -14,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use convene_proto::secret::bearer_secret_matches;
 use convene_proto::sfu::{SfuRequest, SfuResponse};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
@@ -38,18 +40,11 @@ pub fn router(handle: SfuHandle, secret: &str) -> Router {
         })
 }
 
-/// Constant-time comparison so the secret cannot be guessed byte by byte
-/// from response timing.
 fn authorized(headers: &HeaderMap, secret: &str) -> bool {
-    let Some(got) = headers
+    let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (got.as_bytes(), secret.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .and_then(|v| v.to_str().ok());
+    bearer_secret_matches(authorization, secret)
 }
 
 fn status_of(e: &SfuError) -> (StatusCode, &'static str) {

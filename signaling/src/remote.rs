@@ -2,7 +2,7 @@
 //! the control plane and the SFU.
 //!
 //! - [`RemoteControl`] calls the control plane's `/v1/internal/*` endpoints
-//!   (shared secret in `x-convene-internal-secret`) and takes conference
+//!   (shared secret as `Authorization: Bearer`) and takes conference
 //!   events from Redis (`convene:conference:{id}`), where every control-plane
 //!   process publishes them.
 //! - [`RemoteUsers`] serves the user channel (`hello`: chats, typing,
@@ -22,8 +22,9 @@ use convene_proto::control::{Problem, RoomClaims, VerifyTokenRequest, WaitingEnt
 use convene_proto::events::ConferenceEvent;
 use convene_proto::internal::{
     AuthenticateRequest, AuthenticateResponse, InternalDenyRequest, ModeratorRequest,
-    RoomTokenResponse, TouchResponse, SECRET_HEADER,
+    RoomTokenResponse, TouchResponse,
 };
+use convene_proto::secret::LEGACY_INTERNAL_SECRET_HEADER;
 use convene_proto::sfu::{
     AnswerRequest, CloseRoomRequest, JoinRequest, OfferRequest, RemoveParticipantRequest,
     SetMuteRequest, SfuEvent, SfuRequest, SfuResponse, SubscribeRequest, UnsubscribeRequest,
@@ -186,7 +187,11 @@ impl RemoteControl {
             .http
             .request(method, url)
             .timeout(REQUEST_TIMEOUT)
-            .header(SECRET_HEADER, &*self.secret);
+            .bearer_auth(&*self.secret)
+            // Deprecated, for one release: a control plane of the previous
+            // version only reads this header, and during a rolling upgrade
+            // this node may reach one.
+            .header(LEGACY_INTERNAL_SECRET_HEADER, &*self.secret);
         if let Some(b) = body {
             req = req.json(b);
         }
