@@ -1,13 +1,26 @@
 //! Accounts: registration, login with rotating refresh tokens, and the
 //! authenticated [`Actor`] every other service method acts on behalf of.
 
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiResult;
+use crate::extract::{ClientIp, Json, Query};
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use convene_proto::control::{LoginRequest, RefreshRequest, RegisterRequest, TokenResponse, User};
+use convene_proto::control::{
+    LoginRequest, Problem, RefreshRequest, RegisterRequest, TokenResponse, User,
+};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use tokio::sync::Semaphore;
@@ -427,4 +440,76 @@ async fn insert_refresh_token(
     .execute(&mut *conn)
     .await?;
     Ok(token)
+}
+
+// ------------------------------------------------------------------ HTTP
+
+/// The `/v1/auth` and `/v1/users` routes.
+pub(crate) fn routes() -> OpenApiRouter<Control> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(me))
+        .routes(routes!(user_by_email))
+}
+
+/// Create an account.
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = User), (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, body = Problem, headers(("Retry-After" = u64, description = "seconds")))))]
+async fn register(
+    State(c): State<Control>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<RegisterRequest>,
+) -> ApiResult<impl IntoResponse> {
+    Ok((StatusCode::CREATED, Json(c.register(req, ip).await?)))
+}
+
+/// Log in with email or username.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem),
+        (status = 429, body = Problem, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, body = Problem, headers(("Retry-After" = u64, description = "seconds")))))]
+async fn login(
+    State(c): State<Control>,
+    ClientIp(ip): ClientIp,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    Ok(Json(c.login(req, ip).await?))
+}
+
+/// Exchange a refresh token for a new token pair (the old one is invalidated).
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
+async fn refresh(
+    State(c): State<Control>,
+    Json(req): Json<RefreshRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    Ok(Json(c.refresh(req).await?))
+}
+
+#[utoipa::path(get, path = "/v1/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401, body = Problem)))]
+async fn me(State(c): State<Control>, actor: Actor) -> ApiResult<Json<User>> {
+    Ok(Json(c.me(&actor).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EmailQuery {
+    /// Exact email address (case-insensitive).
+    email: String,
+}
+
+/// Look a user up by email.
+#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(EmailQuery),
+    responses((status = 200, body = User), (status = 404, body = Problem)))]
+async fn user_by_email(
+    State(c): State<Control>,
+    actor: Actor,
+    Query(q): Query<EmailQuery>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(c.find_user_by_email(&actor, &q.email).await?))
 }

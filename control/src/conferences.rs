@@ -5,11 +5,20 @@
 //! admins, so a conference whose moderators all left the team is never
 //! orphaned.
 
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiResult;
+use crate::extract::{Json, Path, Query};
+
 use std::collections::BTreeSet;
 
 use convene_proto::control::{
-    Conference, CreateConferenceRequest, Grants, JoinConferenceResponse, Page, TeamRole,
-    UpdateConferenceRequest, WaitingStatus,
+    Conference, CreateConferenceRequest, Grants, JoinConferenceResponse, Page, Problem, TeamRole,
+    UpdateConferenceRequest, WaitingEntry, WaitingStatus,
 };
 use convene_proto::events::{ConferenceEvent, RemovalReason};
 use sqlx::any::AnyRow;
@@ -509,4 +518,114 @@ impl Control {
         .await;
         Ok(())
     }
+}
+
+// ------------------------------------------------------------------ HTTP
+
+/// The conference routes.
+pub(crate) fn routes() -> OpenApiRouter<Control> {
+    OpenApiRouter::new()
+        .routes(routes!(create_conference, list_conferences))
+        .routes(routes!(get_conference, update_conference))
+        .routes(routes!(end_conference))
+        .routes(routes!(join_conference))
+        .routes(routes!(remove_participant))
+        .routes(routes!(move_to_waiting))
+}
+
+#[utoipa::path(post, path = "/v1/teams/{id}/conferences", tag = "conferences", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Team id")), request_body = CreateConferenceRequest,
+    responses((status = 201, body = Conference), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn create_conference(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<CreateConferenceRequest>,
+) -> ApiResult<impl IntoResponse> {
+    Ok((
+        StatusCode::CREATED,
+        Json(c.create_conference(&actor, id, req).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/teams/{id}/conferences", tag = "conferences", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Team id"), PageParams),
+    responses((status = 200, body = Page<Conference>), (status = 404, body = Problem)))]
+async fn list_conferences(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Query(p): Query<PageParams>,
+) -> ApiResult<Json<Page<Conference>>> {
+    Ok(Json(c.list_conferences(&actor, id, &p).await?))
+}
+
+#[utoipa::path(get, path = "/v1/conferences/{id}", tag = "conferences", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id")),
+    responses((status = 200, body = Conference), (status = 404, body = Problem)))]
+async fn get_conference(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Conference>> {
+    Ok(Json(c.get_conference(&actor, id).await?))
+}
+
+#[utoipa::path(patch, path = "/v1/conferences/{id}", tag = "conferences", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id")), request_body = UpdateConferenceRequest,
+    responses((status = 200, body = Conference), (status = 403, body = Problem), (status = 409, body = Problem)))]
+async fn update_conference(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<UpdateConferenceRequest>,
+) -> ApiResult<Json<Conference>> {
+    Ok(Json(c.update_conference(&actor, id, req).await?))
+}
+
+#[utoipa::path(post, path = "/v1/conferences/{id}/end", tag = "conferences", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id")),
+    responses((status = 200, body = Conference), (status = 403, body = Problem)))]
+async fn end_conference(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Conference>> {
+    Ok(Json(c.end_conference(&actor, id).await?))
+}
+
+/// Get a room token (or a waiting-hall token) for the conference.
+#[utoipa::path(post, path = "/v1/conferences/{id}/join", tag = "conferences", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id")),
+    responses((status = 200, body = JoinConferenceResponse), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn join_conference(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<JoinConferenceResponse>> {
+    Ok(Json(c.join_conference(&actor, id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/conferences/{id}/participants/{user_id}/remove", tag = "conferences", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id"), ("user_id" = Uuid, Path, description = "User id")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn remove_participant(
+    State(c): State<Control>,
+    actor: Actor,
+    Path((id, user_id)): Path<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    c.remove_participant(&actor, id, user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/conferences/{id}/participants/{user_id}/move-to-waiting", tag = "conferences", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id"), ("user_id" = Uuid, Path, description = "User id")),
+    responses((status = 200, body = WaitingEntry), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn move_to_waiting(
+    State(c): State<Control>,
+    actor: Actor,
+    Path((id, user_id)): Path<(Uuid, Uuid)>,
+) -> ApiResult<Json<WaitingEntry>> {
+    Ok(Json(c.move_to_waiting(&actor, id, user_id).await?))
 }

@@ -7,6 +7,9 @@ use convene_proto::control::Problem;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
+/// What every handler answers.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
 /// A failed request. Each variant maps to one stable problem `type`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -9,21 +9,24 @@
 //! already verified that user's room token, and the control plane checks the
 //! user's moderator rights exactly as for the REST endpoints.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::middleware::from_extractor_with_state;
 use convene_proto::collab::{Chat, ChatMessage};
-use convene_proto::control::{Problem, WaitingEntry};
+use convene_proto::control::{Problem, RoomClaims, VerifyTokenRequest, WaitingEntry};
 pub use convene_proto::internal::{
     AuthenticateRequest, AuthenticateResponse, InternalDenyRequest, MessagesAfterQuery,
     ModeratorRequest, RoomTokenResponse, TouchResponse,
 };
 use convene_proto::secret::{self, bearer_secret_matches, LEGACY_INTERNAL_SECRET_HEADER};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::{Actor, Control};
 
@@ -31,52 +34,66 @@ use crate::{Actor, Control};
 /// signaling service asks for its `--ws-max-catchup-messages` (500).
 pub const MAX_CATCHUP_MESSAGES: usize = 1000;
 
-type ApiResult<T> = Result<T, ApiError>;
+/// The routes. All but the token check sit behind [`InternalCaller`],
+/// applied once here so a new route cannot forget it.
+pub(crate) fn routes(c: &Control) -> OpenApiRouter<Control> {
+    let guarded = OpenApiRouter::new()
+        .routes(routes!(waiting))
+        .routes(routes!(admit_all))
+        .routes(routes!(touch))
+        .routes(routes!(leave))
+        .routes(routes!(admit))
+        .routes(routes!(deny))
+        .routes(routes!(move_to_waiting))
+        .routes(routes!(remove))
+        .routes(routes!(room_token))
+        .routes(routes!(end))
+        .routes(routes!(authenticate))
+        .routes(routes!(chats))
+        .routes(routes!(chat))
+        .routes(routes!(messages_after))
+        .route_layer(from_extractor_with_state::<InternalCaller, Control>(
+            c.clone(),
+        ));
+    // Outside the guard: a wrong secret is 403 here, see `verify_token`.
+    let mut router = guarded.routes(routes!(verify_token));
+    document_secret(router.get_openapi_mut());
+    router
+}
 
-/// The routes, relative to `/v1`.
-pub(crate) fn routes() -> Router<Control> {
-    Router::new()
-        .route("/internal/conferences/{id}/waiting", get(waiting))
-        .route(
-            "/internal/conferences/{id}/waiting/admit-all",
-            post(admit_all),
-        )
-        .route(
-            "/internal/conferences/{id}/waiting/{user_id}/touch",
-            post(touch),
-        )
-        .route(
-            "/internal/conferences/{id}/waiting/{user_id}/leave",
-            post(leave),
-        )
-        .route(
-            "/internal/conferences/{id}/waiting/{user_id}/admit",
-            post(admit),
-        )
-        .route(
-            "/internal/conferences/{id}/waiting/{user_id}/deny",
-            post(deny),
-        )
-        .route(
-            "/internal/conferences/{id}/participants/{user_id}/move-to-waiting",
-            post(move_to_waiting),
-        )
-        .route(
-            "/internal/conferences/{id}/participants/{user_id}/remove",
-            post(remove),
-        )
-        .route(
-            "/internal/conferences/{id}/participants/{user_id}/room-token",
-            post(room_token),
-        )
-        .route("/internal/conferences/{id}/end", post(end))
-        .route("/internal/users/authenticate", post(authenticate))
-        .route("/internal/users/{user_id}/chats", get(chats))
-        .route("/internal/users/{user_id}/chats/{chat_id}", get(chat))
-        .route(
-            "/internal/users/{user_id}/chats/{chat_id}/messages",
-            get(messages_after),
-        )
+/// Every internal operation takes the secret as a bearer credential, or
+/// (deprecated) in the legacy header; the schemes are declared in
+/// [`crate::openapi`].
+fn document_secret(doc: &mut utoipa::openapi::OpenApi) {
+    let requirement = || {
+        vec![
+            SecurityRequirement::new(crate::openapi::INTERNAL_SECRET, Vec::<String>::new()),
+            SecurityRequirement::new(crate::openapi::LEGACY_INTERNAL_SECRET, Vec::<String>::new()),
+        ]
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            op.security = Some(requirement());
+        }
+    }
+}
+
+/// A request that carries the internal secret; rejects with 401 otherwise
+/// (403 when the internal API is disabled).
+pub(crate) struct InternalCaller;
+
+impl FromRequestParts<Control> for InternalCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, c: &Control) -> ApiResult<Self> {
+        if secret_matches(c, &parts.headers)? {
+            Ok(InternalCaller)
+        } else {
+            Err(ApiError::Unauthorized(
+                "missing or invalid internal secret".into(),
+            ))
+        }
+    }
 }
 
 /// Whether the request carries the shared secret; 403 when the internal API
@@ -97,17 +114,6 @@ pub(crate) fn secret_matches(c: &Control, headers: &HeaderMap) -> ApiResult<bool
     )
 }
 
-/// 401 without the shared secret.
-fn authorize(c: &Control, headers: &HeaderMap) -> ApiResult<()> {
-    if secret_matches(c, headers)? {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized(
-            "missing or invalid internal secret".into(),
-        ))
-    }
-}
-
 /// Service calls take an actor; only the user id matters for permissions.
 fn actor(user: Uuid) -> Actor {
     Actor::new(user, String::new())
@@ -115,26 +121,22 @@ fn actor(user: Uuid) -> Actor {
 
 /// The whole queue in order; waiting entries carry their position.
 #[utoipa::path(get, path = "/v1/internal/conferences/{id}/waiting", tag = "internal",
-    params(("id" = Uuid, Path, description = "conference"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("id" = Uuid, Path, description = "conference")),
     responses((status = 200, body = Vec<WaitingEntry>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn waiting(
+async fn waiting(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Vec<WaitingEntry>>> {
-    authorize(&c, &headers)?;
     Ok(Json(c.waiting_queue(id).await?))
 }
 
 #[utoipa::path(post, path = "/v1/internal/conferences/{id}/waiting/{user_id}/touch", tag = "internal",
-    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user")),
     responses((status = 200, body = TouchResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn touch(
+async fn touch(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<Json<TouchResponse>> {
-    authorize(&c, &headers)?;
     let position = c
         .waiting_queue(id)
         .await?
@@ -146,41 +148,35 @@ pub(crate) async fn touch(
 }
 
 #[utoipa::path(post, path = "/v1/internal/conferences/{id}/waiting/{user_id}/leave", tag = "internal",
-    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user")),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn leave(
+async fn leave(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
-    authorize(&c, &headers)?;
     c.leave_waiting(&actor(user), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/v1/internal/conferences/{id}/waiting/{user_id}/admit", tag = "internal", request_body = ModeratorRequest,
-    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user")),
     responses((status = 200, body = WaitingEntry), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn admit(
+async fn admit(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
     Json(req): Json<ModeratorRequest>,
 ) -> ApiResult<Json<WaitingEntry>> {
-    authorize(&c, &headers)?;
     Ok(Json(c.admit(&actor(req.moderator_id), id, user).await?))
 }
 
 #[utoipa::path(post, path = "/v1/internal/conferences/{id}/waiting/{user_id}/deny", tag = "internal", request_body = InternalDenyRequest,
-    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user")),
     responses((status = 200, body = WaitingEntry), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn deny(
+async fn deny(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
     Json(req): Json<InternalDenyRequest>,
 ) -> ApiResult<Json<WaitingEntry>> {
-    authorize(&c, &headers)?;
     let reason = req.reason.filter(|r| !r.trim().is_empty());
     Ok(Json(
         c.deny(&actor(req.moderator_id), id, user, reason).await?,
@@ -188,28 +184,24 @@ pub(crate) async fn deny(
 }
 
 #[utoipa::path(post, path = "/v1/internal/conferences/{id}/waiting/admit-all", tag = "internal", request_body = ModeratorRequest,
-    params(("id" = Uuid, Path, description = "conference"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("id" = Uuid, Path, description = "conference")),
     responses((status = 200, body = Vec<WaitingEntry>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn admit_all(
+async fn admit_all(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path(id): Path<Uuid>,
     Json(req): Json<ModeratorRequest>,
 ) -> ApiResult<Json<Vec<WaitingEntry>>> {
-    authorize(&c, &headers)?;
     Ok(Json(c.admit_all(&actor(req.moderator_id), id).await?))
 }
 
 #[utoipa::path(post, path = "/v1/internal/conferences/{id}/participants/{user_id}/move-to-waiting", tag = "internal", request_body = ModeratorRequest,
-    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user")),
     responses((status = 200, body = WaitingEntry), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn move_to_waiting(
+async fn move_to_waiting(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
     Json(req): Json<ModeratorRequest>,
 ) -> ApiResult<Json<WaitingEntry>> {
-    authorize(&c, &headers)?;
     Ok(Json(
         c.move_to_waiting(&actor(req.moderator_id), id, user)
             .await?,
@@ -217,30 +209,26 @@ pub(crate) async fn move_to_waiting(
 }
 
 #[utoipa::path(post, path = "/v1/internal/conferences/{id}/participants/{user_id}/remove", tag = "internal", request_body = ModeratorRequest,
-    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user")),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn remove(
+async fn remove(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
     Json(req): Json<ModeratorRequest>,
 ) -> ApiResult<StatusCode> {
-    authorize(&c, &headers)?;
     c.remove_participant(&actor(req.moderator_id), id, user)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/v1/internal/conferences/{id}/end", tag = "internal", request_body = ModeratorRequest,
-    params(("id" = Uuid, Path, description = "conference"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("id" = Uuid, Path, description = "conference")),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn end(
+async fn end(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path(id): Path<Uuid>,
     Json(req): Json<ModeratorRequest>,
 ) -> ApiResult<StatusCode> {
-    authorize(&c, &headers)?;
     c.end_conference(&actor(req.moderator_id), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -248,14 +236,12 @@ pub(crate) async fn end(
 /// A room token for a user the control plane has admitted (or who needs no
 /// admission); 403 while the user still has to wait.
 #[utoipa::path(post, path = "/v1/internal/conferences/{id}/participants/{user_id}/room-token", tag = "internal",
-    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("id" = Uuid, Path, description = "conference"), ("user_id" = Uuid, Path, description = "user")),
     responses((status = 200, body = RoomTokenResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn room_token(
+async fn room_token(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path((id, user)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<Json<RoomTokenResponse>> {
-    authorize(&c, &headers)?;
     let who = c.actor(user).await?;
     let grant = c.join_conference(&who, id).await?;
     if grant.waiting {
@@ -268,12 +254,10 @@ pub(crate) async fn room_token(
 #[utoipa::path(post, path = "/v1/internal/users/authenticate", tag = "internal", request_body = AuthenticateRequest,
     params(("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
     responses((status = 200, body = AuthenticateResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn authenticate(
+async fn authenticate(
     State(c): State<Control>,
-    headers: HeaderMap,
     Json(req): Json<AuthenticateRequest>,
 ) -> ApiResult<Json<AuthenticateResponse>> {
-    authorize(&c, &headers)?;
     let actor = c.authenticate(&req.access_token)?;
     Ok(Json(AuthenticateResponse {
         user_id: actor.user_id,
@@ -282,46 +266,53 @@ pub(crate) async fn authenticate(
 
 /// Every chat of the user.
 #[utoipa::path(get, path = "/v1/internal/users/{user_id}/chats", tag = "internal",
-    params(("user_id" = Uuid, Path, description = "user"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("user_id" = Uuid, Path, description = "user")),
     responses((status = 200, body = Vec<Chat>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn chats(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path(user): Path<Uuid>,
-) -> ApiResult<Json<Vec<Chat>>> {
-    authorize(&c, &headers)?;
+async fn chats(State(c): State<Control>, Path(user): Path<Uuid>) -> ApiResult<Json<Vec<Chat>>> {
     let actor = c.actor(user).await?;
     Ok(Json(c.all_chats(&actor).await?))
 }
 
 /// One chat, as the user sees it (404 when not a member).
 #[utoipa::path(get, path = "/v1/internal/users/{user_id}/chats/{chat_id}", tag = "internal",
-    params(("user_id" = Uuid, Path, description = "user"), ("chat_id" = Uuid, Path, description = "chat"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret")),
+    params(("user_id" = Uuid, Path, description = "user"), ("chat_id" = Uuid, Path, description = "chat")),
     responses((status = 200, body = Chat), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn chat(
+async fn chat(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path((user, chat)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<Json<Chat>> {
-    authorize(&c, &headers)?;
     let actor = c.actor(user).await?;
     Ok(Json(c.get_chat(&actor, chat).await?))
 }
 
 /// Messages after a sequence number, oldest first.
 #[utoipa::path(get, path = "/v1/internal/users/{user_id}/chats/{chat_id}/messages", tag = "internal",
-    params(("user_id" = Uuid, Path, description = "user"), ("chat_id" = Uuid, Path, description = "chat"), ("x-convene-internal-secret" = String, Header, description = "shared internal secret"), MessagesAfterQuery),
+    params(("user_id" = Uuid, Path, description = "user"), ("chat_id" = Uuid, Path, description = "chat"), MessagesAfterQuery),
     responses((status = 200, body = Vec<ChatMessage>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn messages_after(
+async fn messages_after(
     State(c): State<Control>,
-    headers: HeaderMap,
     Path((user, chat)): Path<(Uuid, Uuid)>,
     Query(q): Query<MessagesAfterQuery>,
 ) -> ApiResult<Json<Vec<ChatMessage>>> {
-    authorize(&c, &headers)?;
     let actor = c.actor(user).await?;
     let limit = q.limit.clamp(1, MAX_CATCHUP_MESSAGES);
     Ok(Json(
         c.messages_after(&actor, chat, q.after_seq, limit).await?,
     ))
+}
+
+/// Verify a room token (for signaling services in other processes).
+#[utoipa::path(post, path = "/v1/internal/tokens/verify", tag = "internal", request_body = VerifyTokenRequest,
+    responses((status = 200, body = RoomClaims), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn verify_token(
+    State(c): State<Control>,
+    headers: HeaderMap,
+    Json(req): Json<VerifyTokenRequest>,
+) -> ApiResult<Json<RoomClaims>> {
+    // 403 here (the other internal endpoints answer 401), so a wrong secret
+    // stays distinguishable from a bad token (401).
+    if !secret_matches(&c, &headers)? {
+        return Err(ApiError::Forbidden("invalid internal secret".into()));
+    }
+    Ok(Json(c.verify_room_token(&req.token).await?))
 }

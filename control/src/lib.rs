@@ -26,6 +26,7 @@ pub mod extract;
 pub mod internal;
 pub mod metrics;
 pub mod openapi;
+mod ops;
 pub mod pagination;
 pub mod posts;
 mod ratelimit;

@@ -1,42 +1,27 @@
-//! OpenAPI document of the `/v1` API, generated from the handlers'
-//! annotations and served at `/openapi.json`.
+//! The parts of the OpenAPI document that belong to no route: info, tags,
+//! security schemes and schemas only reached through events. The paths come
+//! from the route table ([`crate::routes`]); the whole document is served at
+//! `/openapi.json`.
 
 use convene_proto::control::*;
 use convene_proto::ice::IceServer;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use convene_proto::secret::LEGACY_INTERNAL_SECRET_HEADER;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{internal, routes};
+/// Security scheme of user access tokens.
+pub(crate) const USER_BEARER: &str = "bearer";
+/// Security scheme of the internal API's shared secret.
+pub(crate) const INTERNAL_SECRET: &str = "internal_secret";
+/// The deprecated header form of the internal secret.
+pub(crate) const LEGACY_INTERNAL_SECRET: &str = "internal_secret_header";
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "convene control plane", description = "Users, teams, conferences, the waiting hall, posts and chats."),
-    paths(
-        routes::register, routes::login, routes::refresh,
-        routes::me, routes::user_by_email,
-        routes::create_team, routes::list_teams, routes::get_team, routes::update_team, routes::delete_team,
-        routes::rotate_join_code, routes::join_team, routes::list_requests, routes::accept_request,
-        routes::reject_request,
-        routes::list_members, routes::add_member, routes::update_member, routes::remove_member,
-        routes::create_conference, routes::list_conferences, routes::get_conference,
-        routes::update_conference, routes::end_conference, routes::join_conference,
-        routes::remove_participant,
-        routes::move_to_waiting,
-        routes::list_waiting, routes::admit, routes::deny, routes::admit_all, routes::leave_waiting,
-        routes::verify_token,
-        routes::list_posts, routes::create_post, routes::get_post, routes::update_post, routes::delete_post,
-        routes::list_comments, routes::create_comment, routes::update_comment, routes::delete_comment,
-        routes::list_chats, routes::create_chat, routes::get_chat, routes::add_chat_member,
-        routes::remove_chat_member, routes::list_messages, routes::send_message, routes::mark_read,
-        routes::edit_message,
-        internal::waiting, internal::touch, internal::leave, internal::admit, internal::deny,
-        internal::admit_all, internal::move_to_waiting, internal::remove, internal::end,
-        internal::room_token, internal::authenticate, internal::chats, internal::chat,
-        internal::messages_after,
-    ),
     components(schemas(Problem, IceServer, Grants, RoomClaims, convene_proto::events::ConferenceEvent,
         convene_proto::collab::ChatEvent)),
-    modifiers(&BearerAuth),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "auth"), (name = "users"), (name = "teams"), (name = "members"),
         (name = "conferences"), (name = "waiting"), (name = "internal"),
@@ -45,13 +30,13 @@ use crate::{internal, routes};
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+struct SecuritySchemes;
 
-impl Modify for BearerAuth {
+impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "bearer",
+            USER_BEARER,
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
@@ -59,10 +44,21 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            INTERNAL_SECRET,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("the shared internal secret (`--internal-secret`)"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            LEGACY_INTERNAL_SECRET,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                LEGACY_INTERNAL_SECRET_HEADER,
+                "deprecated: the shared internal secret in the header of earlier releases; accepted for one more release, send `Authorization: Bearer` instead",
+            ))),
+        );
     }
-}
-
-/// The document as served.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
 }

@@ -6,11 +6,20 @@
 //! `(created_at, id)`. Ids are UUIDv7 (time-ordered, monotonic within a
 //! process), so rows created in the same millisecond keep insertion order.
 
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiResult;
+use crate::extract::{Json, Path, Query};
+
 use convene_proto::collab::{
     Comment, CreateCommentRequest, CreatePostRequest, Post, UpdateCommentRequest,
     UpdatePostRequest, UserRef,
 };
-use convene_proto::control::{Page, TeamRole};
+use convene_proto::control::{Page, Problem, TeamRole};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -406,6 +415,136 @@ impl Control {
             .await?;
         Ok(())
     }
+}
+
+// ------------------------------------------------------------------ HTTP
+
+/// The post and comment routes.
+pub(crate) fn routes() -> OpenApiRouter<Control> {
+    OpenApiRouter::new()
+        .routes(routes!(list_posts, create_post))
+        .routes(routes!(get_post, update_post, delete_post))
+        .routes(routes!(list_comments, create_comment))
+        .routes(routes!(update_comment, delete_comment))
+}
+
+/// The team's posts, newest first.
+#[utoipa::path(get, path = "/v1/teams/{id}/posts", tag = "posts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Team id"), PageParams),
+    responses((status = 200, body = Page<Post>), (status = 404, body = Problem)))]
+async fn list_posts(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Query(p): Query<PageParams>,
+) -> ApiResult<Json<Page<Post>>> {
+    Ok(Json(c.list_posts(&actor, id, &p).await?))
+}
+
+#[utoipa::path(post, path = "/v1/teams/{id}/posts", tag = "posts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Team id")), request_body = CreatePostRequest,
+    responses((status = 201, body = Post), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn create_post(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<CreatePostRequest>,
+) -> ApiResult<impl IntoResponse> {
+    Ok((
+        StatusCode::CREATED,
+        Json(c.create_post(&actor, id, req).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Post id")),
+    responses((status = 200, body = Post), (status = 404, body = Problem)))]
+async fn get_post(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Post>> {
+    Ok(Json(c.get_post(&actor, id).await?))
+}
+
+/// Edit a post (author only).
+#[utoipa::path(patch, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Post id")), request_body = UpdatePostRequest,
+    responses((status = 200, body = Post), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn update_post(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<UpdatePostRequest>,
+) -> ApiResult<Json<Post>> {
+    Ok(Json(c.update_post(&actor, id, req).await?))
+}
+
+/// Delete a post and its comments (author or team admin).
+#[utoipa::path(delete, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Post id")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn delete_post(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    c.delete_post(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The post's comments, oldest first.
+#[utoipa::path(get, path = "/v1/posts/{id}/comments", tag = "posts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Post id"), PageParams),
+    responses((status = 200, body = Page<Comment>), (status = 404, body = Problem)))]
+async fn list_comments(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Query(p): Query<PageParams>,
+) -> ApiResult<Json<Page<Comment>>> {
+    Ok(Json(c.list_comments(&actor, id, &p).await?))
+}
+
+#[utoipa::path(post, path = "/v1/posts/{id}/comments", tag = "posts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Post id")), request_body = CreateCommentRequest,
+    responses((status = 201, body = Comment), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn create_comment(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<CreateCommentRequest>,
+) -> ApiResult<impl IntoResponse> {
+    Ok((
+        StatusCode::CREATED,
+        Json(c.create_comment(&actor, id, req).await?),
+    ))
+}
+
+/// Edit a comment (author only).
+#[utoipa::path(patch, path = "/v1/comments/{id}", tag = "posts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Comment id")), request_body = UpdateCommentRequest,
+    responses((status = 200, body = Comment), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn update_comment(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+    Json(req): Json<UpdateCommentRequest>,
+) -> ApiResult<Json<Comment>> {
+    Ok(Json(c.update_comment(&actor, id, req).await?))
+}
+
+/// Delete a comment (author or team admin).
+#[utoipa::path(delete, path = "/v1/comments/{id}", tag = "posts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Comment id")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn delete_comment(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    c.delete_comment(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

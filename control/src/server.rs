@@ -1,12 +1,11 @@
-//! Router assembly, middleware, operational endpoints and the HTTP server.
+//! Router assembly, middleware and the HTTP server.
 
 use std::future::Future;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn_with_state, map_response};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::response::Response;
 use axum::Router;
 use convene_proto::control::Problem;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -14,17 +13,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::{problem_response, problem_type, ApiError, PROBLEM_CONTENT_TYPE};
-use crate::extract::Json;
-use crate::{metrics, openapi, routes, Control};
+use crate::{metrics, ops, routes, Control};
 
 pub(crate) fn router(control: Control) -> Router {
     let config = control.config().clone();
-    let mut app = Router::new()
-        .nest("/v1", routes::v1())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi_json))
+    let (api, doc) = routes::api(&control).split_for_parts();
+    let mut app = api
+        .merge(ops::routes(&doc))
         .fallback(not_found)
         .with_state(control.clone())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -124,33 +119,6 @@ async fn ensure_problem(resp: Response) -> Response {
         HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
     );
     Response::from_parts(parts, fresh.into_body())
-}
-
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn readyz(State(c): State<Control>) -> Result<&'static str, ApiError> {
-    c.db()
-        .ping()
-        .await
-        .map(|_| "ready")
-        .map_err(|e| ApiError::Unavailable(format!("database unreachable: {e}")))
-}
-
-async fn metrics_text(State(c): State<Control>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        c.metrics().render(),
-    )
-        .into_response()
-}
-
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi::openapi())
 }
 
 /// Serves `router` with the default connection limits until `shutdown`

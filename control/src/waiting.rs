@@ -3,7 +3,16 @@
 //! sequence number. Moderators admit or deny; every change is published on
 //! the event bus after it is committed.
 
-use convene_proto::control::{WaitingEntry, WaitingStatus};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiResult;
+use crate::extract::{Json, Path};
+
+use convene_proto::control::{DenyRequest, Problem, WaitingEntry, WaitingStatus};
 use convene_proto::events::ConferenceEvent;
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -477,4 +486,84 @@ impl Control {
         }
         Ok(expired)
     }
+}
+
+// ------------------------------------------------------------------ HTTP
+
+/// The waiting-hall routes of the REST API.
+pub(crate) fn routes() -> OpenApiRouter<Control> {
+    OpenApiRouter::new()
+        .routes(routes!(list_waiting))
+        .routes(routes!(admit))
+        .routes(routes!(deny))
+        .routes(routes!(admit_all))
+        .routes(routes!(leave_waiting))
+}
+
+#[utoipa::path(get, path = "/v1/conferences/{id}/waiting", tag = "waiting", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id")),
+    responses((status = 200, body = Vec<WaitingEntry>), (status = 403, body = Problem)))]
+async fn list_waiting(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Vec<WaitingEntry>>> {
+    Ok(Json(c.list_waiting(&actor, id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/conferences/{id}/waiting/{user_id}/admit", tag = "waiting", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id"), ("user_id" = Uuid, Path, description = "User id")),
+    responses((status = 200, body = WaitingEntry), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn admit(
+    State(c): State<Control>,
+    actor: Actor,
+    Path((id, user_id)): Path<(Uuid, Uuid)>,
+) -> ApiResult<Json<WaitingEntry>> {
+    Ok(Json(c.admit(&actor, id, user_id).await?))
+}
+
+/// Deny entry; the body `{"reason": "..."}` is optional.
+#[utoipa::path(post, path = "/v1/conferences/{id}/waiting/{user_id}/deny", tag = "waiting", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id"), ("user_id" = Uuid, Path, description = "User id")),
+    request_body(content = DenyRequest, description = "optional"),
+    responses((status = 200, body = WaitingEntry), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn deny(
+    State(c): State<Control>,
+    actor: Actor,
+    Path((id, user_id)): Path<(Uuid, Uuid)>,
+    body: Bytes,
+) -> ApiResult<Json<WaitingEntry>> {
+    let req: DenyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        DenyRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::Validation(e.to_string()),
+            _ => ApiError::BadRequest(e.to_string()),
+        })?
+    };
+    Ok(Json(c.deny(&actor, id, user_id, req.reason).await?))
+}
+
+#[utoipa::path(post, path = "/v1/conferences/{id}/waiting/admit-all", tag = "waiting", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id")),
+    responses((status = 200, body = Vec<WaitingEntry>), (status = 403, body = Problem)))]
+async fn admit_all(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Vec<WaitingEntry>>> {
+    Ok(Json(c.admit_all(&actor, id).await?))
+}
+
+/// Leave the waiting hall.
+#[utoipa::path(post, path = "/v1/conferences/{id}/waiting/leave", tag = "waiting", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conference id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn leave_waiting(
+    State(c): State<Control>,
+    actor: Actor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    c.leave_waiting(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

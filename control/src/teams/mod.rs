@@ -3,6 +3,10 @@
 //! Visibility rule: to anyone outside a team, the team (and everything in
 //! it) does not exist — lookups answer 404, not 403, so ids cannot be probed.
 
+mod routes;
+
+pub(crate) use routes::routes;
+
 use convene_proto::control::{
     CreateTeamRequest, JoinRequest, JoinRequestStatus, JoinTeamResponse, JoinTeamStatus, Member,
     Page, Team, TeamRole, UpdateTeamRequest,

@@ -21,6 +21,10 @@
 //!   unread counts only count other members' messages.
 //! - Events are published on the chat bus after commit.
 
+mod routes;
+
+pub(crate) use routes::routes;
+
 use std::collections::{HashMap, HashSet};
 
 use convene_proto::collab::{
