@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use parking_lot::Mutex;
+use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
 
 use crate::room::{RoomActor, RoomCmd, RoomHandle};
@@ -59,14 +60,28 @@ impl Hub {
 
     /// Routes SFU events to the room they belong to. Rooms are named by the
     /// conference id, so an event for an unknown room is simply dropped.
+    ///
+    /// One stream carries every room's events, so waiting for one room's
+    /// full queue would stall all the others: a full room loses the event
+    /// instead (`try_send`), counted and logged. Its queue holds a thousand
+    /// inputs and the room no longer waits for ports while it works through
+    /// them, so a full queue means that room is already beyond keeping up,
+    /// and an unbounded queue per room would only turn that into memory.
     pub(crate) async fn route_sfu_events(inner: Arc<Inner>) {
         let mut events = inner.media.events();
         while let Some(ev) = events.next().await {
             let Ok(conference) = Uuid::parse_str(ev.room_id()) else {
                 continue;
             };
-            if let Some(room) = inner.hub.get(&conference) {
-                let _ = room.tx.send(RoomCmd::Sfu(ev)).await;
+            let Some(room) = inner.hub.get(&conference) else {
+                continue;
+            };
+            match room.tx.try_send(RoomCmd::Sfu(ev)) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(_)) => {
+                    inner.metrics.sfu_events_dropped.inc();
+                    tracing::warn!(%conference, "room queue full; SFU event dropped");
+                }
             }
         }
     }

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub join_answer_latency: Histogram,
     pub disconnects: IntCounterVec,
     pub media_ended: IntCounterVec,
+    pub sfu_events_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -98,6 +99,10 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let sfu_events_dropped = IntCounter::new(
+            "convene_signaling_sfu_events_dropped_total",
+            "SFU events dropped because their room's queue was full",
+        )?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(connections_total.clone()))?;
         registry.register(Box::new(messages.clone()))?;
@@ -110,6 +115,7 @@ impl Metrics {
         registry.register(Box::new(join_answer_latency.clone()))?;
         registry.register(Box::new(disconnects.clone()))?;
         registry.register(Box::new(media_ended.clone()))?;
+        registry.register(Box::new(sfu_events_dropped.clone()))?;
         Ok(Self {
             registry,
             connections,
@@ -124,6 +130,7 @@ impl Metrics {
             join_answer_latency,
             disconnects,
             media_ended,
+            sfu_events_dropped,
         })
     }
 

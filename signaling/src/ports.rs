@@ -18,7 +18,7 @@ use futures::stream::BoxStream;
 use uuid::Uuid;
 
 /// Why a port call failed, mapped onto the client-facing error codes.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {
     #[error("unauthorized: {0}")]
     Unauthorized(String),
