@@ -41,6 +41,9 @@ pub(crate) const PORT_CALLS_PER_ROOM: usize = 16;
 /// (SFU events, see `hub.rs`).
 const ROOM_QUEUE: usize = 1024;
 
+/// Where the outcome of a connection's `enter` goes.
+type EnterReply = oneshot::Sender<Result<(), (ErrorCode, String)>>;
+
 /// Messages into a room actor.
 pub(crate) enum RoomCmd {
     /// A connection presents a verified token (room or waiting hall).
@@ -85,7 +88,7 @@ pub(crate) struct RoomActor {
     bus: Arc<RoomBus>,
     state: RoomState,
     conns: HashMap<u64, ConnHandle>,
-    entering: HashMap<EnterId, (u64, oneshot::Sender<Result<(), (ErrorCode, String)>>)>,
+    entering: HashMap<EnterId, (u64, EnterReply)>,
     next_enter: EnterId,
     calls: JoinSet<(CallId, Result<CallOutput, PortError>)>,
     permits: Arc<Semaphore>,
