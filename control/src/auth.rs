@@ -298,7 +298,8 @@ impl Control {
         // in parallel, and gets a successor of its own in the same family;
         // later it is a replay, and the whole family is revoked.
         if let Some(used) = used_at {
-            if now.saturating_sub(used) > grace_ms {
+            // `>=`: with no grace, a reuse in the same millisecond is a replay too.
+            if now.saturating_sub(used) >= grace_ms {
                 // Expired, not just used: a revoked token must not fall
                 // within anyone's grace period.
                 sqlx::query(
