@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use convene_benches::payload::{self, Stamp, StreamId};
 use convene_sfu::core::codec::{is_keyframe_start, Codec};
-use convene_sfu::core::{Decision, LayerInfo, LayerSelector};
+use convene_sfu::core::{
+    allocate, Allocation, Decision, LayerInfo, LayerSelector, Priority, VideoDemand,
+};
 use convene_sfu::demux::{classify, PacketClass};
 use convene_sfu::VideoQuality;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -128,7 +130,19 @@ fn layer_selector(c: &mut Criterion) {
     })
     .collect();
     let mut sel = LayerSelector::new(VideoQuality::High);
-    sel.update(&layers, Some(2_000_000));
+    let target = |budget: u64| {
+        let d = VideoDemand {
+            priority: Priority::Camera,
+            layers: &layers,
+            max_quality: VideoQuality::High,
+            current: None,
+        };
+        match allocate(Some(budget), 0, &[d])[0] {
+            Allocation::Layer(l) => Some(l),
+            _ => None,
+        }
+    };
+    sel.set_target(target(2_000_000));
     let mut i = 0u64;
     let mut run = || {
         let mut forwarded = 0;
@@ -144,7 +158,7 @@ fn layer_selector(c: &mut Criterion) {
                 } else {
                     600_000
                 };
-                sel.update(&layers, Some(budget));
+                sel.set_target(target(budget));
             }
             if sel.on_packet(layer, key) != Decision::Drop {
                 forwarded += 1;

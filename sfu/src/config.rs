@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::core::CoreConfig;
+use crate::core::{CoreConfig, RtxCachePolicy};
 
 /// Video packets kept per outgoing stream to answer subscriber NACKs with
 /// RTX. LiveKit keeps 500: about 1.2 s of a 4 Mbit/s layer with 1200-byte
@@ -86,6 +86,22 @@ pub struct SfuConfig {
     #[arg(long = "sfu-send-buffer-audio", default_value_t = DEFAULT_SEND_BUFFER_AUDIO)]
     pub send_buffer_audio: usize,
 
+    /// Sent video packets are kept for RTX at least this long (ms), and
+    /// `rtx-cache-rtt-factor` round trips when that is longer: the cache is
+    /// sized by time as well as by `send-buffer-video`.
+    #[arg(long = "sfu-rtx-cache-min-ms", default_value_t = 300)]
+    pub rtx_cache_min_ms: u64,
+
+    /// Round trips of history the RTX cache keeps (a NACK needs one to
+    /// arrive, a lost retransmission another).
+    #[arg(long = "sfu-rtx-cache-rtt-factor", default_value_t = 3)]
+    pub rtx_cache_rtt_factor: u32,
+
+    /// Upper bound of the RTX cache's age (ms), whatever receiver reports
+    /// claim the round trip is.
+    #[arg(long = "sfu-rtx-cache-max-ms", default_value_t = 3000)]
+    pub rtx_cache_max_ms: u64,
+
     /// Negotiate Opus RED (RFC 2198) with clients that offer it. Subscribers
     /// without RED get the primary Opus block of a RED publisher's packets.
     #[arg(
@@ -111,6 +127,12 @@ pub struct SfuConfig {
     /// time after ICE connected.
     #[arg(long = "sfu-dtls-timeout-ms", default_value_t = 10_000)]
     pub dtls_timeout_ms: u64,
+
+    /// Video whose lowest layer does not fit a subscriber's bandwidth
+    /// estimate for this long (ms) is paused for it; audio goes on, and the
+    /// video resumes (at a keyframe) once it fits again.
+    #[arg(long = "sfu-video-pause-after-ms", default_value_t = 2000)]
+    pub video_pause_after_ms: u64,
 
     /// Starting egress estimate, so video does not begin at the lowest layer.
     #[arg(long = "sfu-bwe-initial-kbps", default_value_t = 1500)]
@@ -191,12 +213,21 @@ impl SfuConfig {
         Duration::from_millis(self.pli_min_interval_ms)
     }
 
+    pub(crate) fn rtx_cache(&self) -> RtxCachePolicy {
+        RtxCachePolicy {
+            min: Duration::from_millis(self.rtx_cache_min_ms),
+            max: Duration::from_millis(self.rtx_cache_max_ms),
+            rtt_factor: self.rtx_cache_rtt_factor,
+        }
+    }
+
     pub(crate) fn core(&self) -> CoreConfig {
         CoreConfig {
             pli_min_interval: self.pli_min_interval(),
             speaker_interval: Duration::from_millis(self.speaker_interval_ms),
             layer_timeout: Duration::from_millis(1500),
             max_tracks_per_participant: self.max_tracks_per_participant,
+            video_pause_after: Duration::from_millis(self.video_pause_after_ms),
         }
     }
 }
@@ -215,11 +246,15 @@ impl Default for SfuConfig {
             pli_min_interval_ms: 500,
             send_buffer_video: DEFAULT_SEND_BUFFER_VIDEO,
             send_buffer_audio: DEFAULT_SEND_BUFFER_AUDIO,
+            rtx_cache_min_ms: 300,
+            rtx_cache_rtt_factor: 3,
+            rtx_cache_max_ms: 3000,
             opus_red: true,
             reorder_buffer_video: 250,
             speaker_interval_ms: 300,
             ice_timeout_ms: 15_000,
             dtls_timeout_ms: 10_000,
+            video_pause_after_ms: 2000,
             bwe_initial_kbps: 1500,
             worker_queue: 8192,
             socket_recv_buffer: DEFAULT_SOCKET_BUFFER,
@@ -253,6 +288,9 @@ mod tests {
         assert_eq!(cli.sfu.send_buffer_audio, DEFAULT_SEND_BUFFER_AUDIO);
         assert_eq!(cli.sfu.send_buffer_video, d.send_buffer_video);
         assert_eq!(cli.sfu.send_buffer_audio, d.send_buffer_audio);
+        assert_eq!(cli.sfu.rtx_cache_min_ms, d.rtx_cache_min_ms);
+        assert_eq!(cli.sfu.rtx_cache_rtt_factor, d.rtx_cache_rtt_factor);
+        assert_eq!(cli.sfu.rtx_cache_max_ms, d.rtx_cache_max_ms);
         assert!(cli.sfu.opus_red && d.opus_red);
         let cli = Cli::parse_from(["x", "--sfu-opus-red", "false"]);
         assert!(!cli.sfu.opus_red);

@@ -20,6 +20,7 @@ pub mod error;
 mod handle;
 pub mod http;
 pub mod metrics;
+mod negotiation;
 mod peer;
 mod sdp;
 mod shard;
@@ -163,12 +164,12 @@ pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuHandle), SfuError> {
         let worker = worker::Worker::new(
             config.clone(),
             local_addrs,
-            events.clone(),
             metrics.clone(),
             next_key.clone(),
             std::time::Instant::now(),
         );
-        let (shard, mailbox) = shard::Shard::new(socket, worker, config.worker_queue)?;
+        let (shard, mailbox) =
+            shard::Shard::new(socket, worker, events.clone(), config.worker_queue)?;
         shards.push(mailbox);
         bound.push(local);
         threads.push(

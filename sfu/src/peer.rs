@@ -6,15 +6,15 @@ use std::time::{Duration, Instant};
 
 use convene_proto::sfu::{DisconnectReason, Grants};
 use str0m::bwe::Bitrate;
-use str0m::change::SdpPendingOffer;
 use str0m::channel::ChannelId;
 use str0m::format::{Codec as StrCodec, PayloadParams};
 use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
 use crate::config::SfuConfig;
-use crate::core::{Codec, TrackKey};
+use crate::core::Codec;
 use crate::error::SfuError;
+use crate::negotiation::Negotiation;
 
 /// Remote addresses remembered per participant (ICE candidate pairs that
 /// reached us; a client has a handful).
@@ -31,17 +31,7 @@ pub struct Peer {
     /// Remote addresses that passed a STUN check for us, with the local
     /// address each sent to (replies must leave from it). Bounded.
     paths: Vec<(SocketAddr, Option<IpAddr>)>,
-    /// Our offer awaiting the client's answer.
-    pub pending: Option<SdpPendingOffer>,
-    /// Subscriptions in the pending offer: track -> our new m-line.
-    pub negotiating: Vec<(TrackKey, Mid)>,
-    /// Negotiated subscriptions waiting for DTLS: forwarding (and its first
-    /// keyframe) must not start before the subscriber can receive it.
-    pub deferred: Vec<(TrackKey, Mid)>,
-    /// Subscriptions waiting for the next offer.
-    pub to_add: Vec<TrackKey>,
-    /// Our m-lines to stop in the next offer.
-    pub to_stop: Vec<Mid>,
+    pub negotiation: Negotiation,
     pub joined_at: Instant,
     pub ice_connected_at: Option<Instant>,
     pub connected: bool,
@@ -53,6 +43,8 @@ pub struct Peer {
     pub nacks_seen: Vec<(Mid, u64)>,
     /// Last seen count of NACKs sent per incoming stream.
     pub nacks_sent: Vec<(Mid, Option<Rid>, u64)>,
+    /// RTX cache age per outgoing video m-line (`core::rtx`).
+    pub rtx_ages: Vec<(Mid, Duration)>,
     /// A media packet was written to this participant as a subscriber
     /// (`MediaStarted` was emitted).
     pub media_started: bool,
@@ -93,11 +85,7 @@ impl Peer {
             ufrag,
             local_addrs: local_addrs.clone(),
             paths: Vec::new(),
-            pending: None,
-            negotiating: Vec::new(),
-            deferred: Vec::new(),
-            to_add: Vec::new(),
-            to_stop: Vec::new(),
+            negotiation: Negotiation::default(),
             joined_at: now,
             ice_connected_at: None,
             connected: false,
@@ -106,6 +94,7 @@ impl Peer {
             dead: None,
             nacks_seen: Vec::new(),
             nacks_sent: Vec::new(),
+            rtx_ages: Vec::new(),
             media_started: false,
             writes_pending: false,
         };
@@ -170,15 +159,9 @@ impl Peer {
             .and_then(|(_, l)| *l)
     }
 
-    /// True when an offer of ours is due. Not before the peer is connected:
-    /// a client still starting ICE/DTLS from its own first offer may restart
-    /// its ICE agent when a new remote offer lands mid-start (webrtc-rs does,
-    /// losing the remote candidates), and nothing can flow to it before then.
-    /// The worker's periodic sweep makes the offer once it connects.
+    /// True when an offer of ours is due (see [`Negotiation::wants_offer`]).
     pub fn needs_negotiation(&self) -> bool {
-        self.connected
-            && self.pending.is_none()
-            && (!self.to_add.is_empty() || !self.to_stop.is_empty())
+        self.negotiation.wants_offer(self.connected)
     }
 
     /// The forwarding codec class for an incoming payload type.

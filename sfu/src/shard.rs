@@ -1,5 +1,6 @@
 //! A worker thread: its media socket, its mailbox, and the loop that feeds
-//! both into a [`Worker`].
+//! both into a [`Worker`] and carries out what it asks (datagrams to the
+//! socket, events to the listeners). The only I/O of the media path.
 //!
 //! Each worker owns one UDP port (first port + worker index) and announces
 //! it in the ICE candidates of the participants it hosts, so a datagram is
@@ -9,18 +10,20 @@
 //! arrives (the mailbox wakes the poll) or the worker's next timer is due.
 
 use std::io::ErrorKind;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convene_proto::sfu::{JoinRequest, SetMuteRequest, SubscribeRequest, UnsubscribeRequest};
+use convene_proto::sfu::{
+    JoinRequest, SetMuteRequest, SfuEvent, SubscribeRequest, UnsubscribeRequest,
+};
 use mio::{Events, Interest, Poll, Token, Waker};
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 use tracing::{debug, warn};
 
 use crate::error::SfuError;
 use crate::udp::{MediaSocket, RecvBatch, SendHeaders};
-use crate::worker::Worker;
+use crate::worker::{Input, Output, Worker};
 
 pub type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
 
@@ -98,6 +101,8 @@ pub struct Shard {
     pub poll: Poll,
     pub socket: MediaSocket,
     pub worker: Worker,
+    /// Where the worker's events go (the control API's listeners).
+    pub events: broadcast::Sender<SfuEvent>,
 }
 
 impl Shard {
@@ -105,6 +110,7 @@ impl Shard {
     pub fn new(
         mut socket: MediaSocket,
         worker: Worker,
+        events: broadcast::Sender<SfuEvent>,
         queue: usize,
     ) -> std::io::Result<(Self, Mailbox)> {
         let poll = Poll::new()?;
@@ -118,6 +124,7 @@ impl Shard {
                 poll,
                 socket,
                 worker,
+                events,
             },
             Mailbox { tx, waker },
         ))
@@ -129,20 +136,25 @@ impl Shard {
             mut poll,
             socket,
             mut worker,
+            events: listeners,
         } = self;
+        let mut io = Io {
+            socket: &socket,
+            headers: SendHeaders::new(&socket),
+            listeners: &listeners,
+        };
         let mut events = Events::with_capacity(8);
         let mut batch = RecvBatch::new(&socket);
-        let mut headers = SendHeaders::new(&socket);
+        let mut deadline = io.drive(&mut worker);
         // Set when the last wakeup stopped reading before the socket was
         // empty: poll without sleeping. (mio is edge-triggered, so the
         // readiness event for that data will not come again.)
         let mut backlog = false;
         loop {
-            let now = Instant::now();
             let timeout = if backlog {
                 Duration::ZERO
             } else {
-                worker.next_deadline().saturating_duration_since(now)
+                deadline.saturating_duration_since(Instant::now())
             };
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != ErrorKind::Interrupted {
@@ -152,25 +164,17 @@ impl Shard {
             }
             // Commands first: they are few, and a join waits on one.
             loop {
-                match rx.try_recv() {
-                    Ok(ShardMsg::Command(c)) => {
-                        let now = Instant::now();
-                        worker.on_command(*c, now);
-                        worker.release_writes(now);
-                        flush(&mut worker, &socket, &mut headers);
-                    }
-                    Ok(ShardMsg::Shutdown) => {
-                        worker.shutdown(Instant::now());
-                        flush(&mut worker, &socket, &mut headers);
+                let input = match rx.try_recv() {
+                    Ok(ShardMsg::Command(c)) => Input::Command(*c),
+                    Ok(ShardMsg::Shutdown) | Err(TryRecvError::Disconnected) => {
+                        worker.handle(Input::Shutdown, Instant::now());
+                        io.drive(&mut worker);
                         return;
                     }
-                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                        worker.shutdown(Instant::now());
-                        flush(&mut worker, &socket, &mut headers);
-                        return;
-                    }
-                }
+                    Err(TryRecvError::Empty) => break,
+                };
+                worker.handle(input, Instant::now());
+                io.drive(&mut worker);
             }
             backlog = false;
             for round in 0.. {
@@ -191,28 +195,44 @@ impl Shard {
                 let read_at = Instant::now();
                 for i in 0..n {
                     let (meta, data) = batch.get(i);
-                    let now = Instant::now();
-                    worker.on_datagram(meta, data, read_at, now);
-                    // One fan-out leaves before the next packet is handled:
-                    // no queue in the server beyond one fan-out. (Releasing
-                    // once per receive batch instead saved no measurable
-                    // CPU at 60-80 subscribers; benches/README.md.)
-                    worker.release_writes(now);
-                    flush(&mut worker, &socket, &mut headers);
+                    let input = Input::Datagram {
+                        meta,
+                        data,
+                        read_at,
+                    };
+                    worker.handle(input, Instant::now());
+                    io.drive(&mut worker);
                 }
             }
-            worker.on_timeout(Instant::now());
-            flush(&mut worker, &socket, &mut headers);
+            worker.handle(Input::Timeout, Instant::now());
+            deadline = io.drive(&mut worker);
         }
     }
 }
 
-/// Hand the worker's queued datagrams to the kernel.
-fn flush(worker: &mut Worker, socket: &MediaSocket, headers: &mut SendHeaders) {
-    let out = worker.transmits();
-    if out.is_empty() {
-        return;
+/// The worker's side of the world: its socket and its listeners.
+struct Io<'a> {
+    socket: &'a MediaSocket,
+    headers: SendHeaders,
+    listeners: &'a broadcast::Sender<SfuEvent>,
+}
+
+impl Io<'_> {
+    /// Carry out the worker's output until it has nothing more; returns
+    /// when it wants its next timeout.
+    fn drive(&mut self, worker: &mut Worker) -> Instant {
+        loop {
+            match worker.poll_output() {
+                Output::Transmit(mut batch) => {
+                    let sent = self.socket.send(&mut self.headers, &mut batch);
+                    worker.handle(Input::Sent { sent, batch }, Instant::now());
+                }
+                Output::Event(e) => {
+                    // No listener is fine: events are advisory.
+                    let _ = self.listeners.send(e);
+                }
+                Output::Timeout(at) => return at,
+            }
+        }
     }
-    let sent = socket.send(headers, out);
-    worker.on_sent(sent, Instant::now());
 }

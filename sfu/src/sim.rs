@@ -21,15 +21,15 @@ use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
-use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio::sync::{broadcast, oneshot};
+use str0m::{Candidate, Event, Input as RtcInput, Output as RtcOutput, Rtc};
+use tokio::sync::oneshot;
 
 use crate::config::SfuConfig;
 use crate::error::SfuError;
 use crate::metrics::Metrics;
 use crate::shard::Command;
-use crate::udp::{RecvMeta, Transmit};
-use crate::worker::Worker;
+use crate::udp::{RecvMeta, Sent, Transmit};
+use crate::worker::{Input, Output, Worker};
 
 /// The SFU's address on the virtual network.
 pub const SFU_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 5000);
@@ -49,11 +49,37 @@ pub struct SimClient {
     next_seq: u64,
 }
 
+impl SimClient {
+    /// Poll the client's output until its timeout: datagrams for the SFU
+    /// into `to_sfu`, received RTP into `received`.
+    fn drain(&mut self, to_sfu: &mut Vec<Vec<u8>>) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(RtcOutput::Timeout(_)) | Err(_) => break,
+                Ok(RtcOutput::Transmit(t)) => to_sfu.push(Vec::from(t.contents)),
+                Ok(RtcOutput::Event(Event::Connected)) => self.connected = true,
+                Ok(RtcOutput::Event(Event::RtpPacket(p))) => {
+                    let mid = self
+                        .rtc
+                        .direct_api()
+                        .stream_rx(&p.header.ssrc)
+                        .map(|s| s.mid())
+                        .or(p.header.ext_vals.mid)
+                        .unwrap_or_else(|| Mid::from("?"));
+                    self.received.push((mid, *p.seq_no as u16, p.payload.len()));
+                }
+                Ok(RtcOutput::Event(_)) => {}
+            }
+        }
+    }
+}
+
 pub struct SimNet {
     worker: Worker,
     pub clients: Vec<SimClient>,
     pub now: Instant,
-    events: broadcast::Receiver<SfuEvent>,
+    /// The worker's events not yet looked at.
+    events: VecDeque<SfuEvent>,
     /// Events the harness did not consume itself.
     pub seen: Vec<SfuEvent>,
     pub metrics: Metrics,
@@ -68,12 +94,10 @@ pub struct SimNet {
 impl SimNet {
     pub fn new(config: SfuConfig) -> Self {
         let now = Instant::now();
-        let (tx, events) = broadcast::channel(1 << 16);
         let metrics = Metrics::new().expect("metrics");
         let worker = Worker::new(
             Arc::new(config),
             vec![SFU_ADDR],
-            tx,
             metrics.clone(),
             Arc::new(AtomicU64::new(1)),
             now,
@@ -82,7 +106,7 @@ impl SimNet {
             worker,
             clients: Vec::new(),
             now,
-            events,
+            events: VecDeque::new(),
             seen: Vec::new(),
             metrics,
             wire: Vec::new(),
@@ -106,8 +130,9 @@ impl SimNet {
         make: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command,
     ) -> Result<T, SfuError> {
         let (tx, mut rx) = oneshot::channel();
-        self.worker.on_command(make(tx), self.now);
-        self.worker.release_writes(self.now);
+        self.worker.handle(Input::Command(make(tx)), self.now);
+        let out = self.drive();
+        self.wire_or_deliver(out);
         rx.try_recv().expect("the worker answers at once")
     }
 
@@ -189,7 +214,7 @@ impl SimNet {
 
     /// Answer SFU renegotiation offers as a client would.
     fn handle_events(&mut self, room: &str) {
-        while let Ok(e) = self.events.try_recv() {
+        while let Some(e) = self.events.pop_front() {
             match e {
                 SfuEvent::RenegotiationOffer {
                     participant_id,
@@ -244,6 +269,9 @@ impl SimNet {
         }
         let mut api = c.rtc.direct_api();
         if let Some(tx) = api.stream_tx_by_mid(mid, None) {
+            // As a browser sends a frame's packets: together, not one per
+            // pacer timeout.
+            tx.set_unpaced(true);
             tx.write_rtp(
                 RtpWrite::new(pt, seq.into(), (seq * 3000) as u32, now, payload)
                     .marker(true)
@@ -262,7 +290,7 @@ impl SimNet {
             for i in 0..self.clients.len() {
                 moved |= self.pump_client(i, now);
             }
-            self.worker.on_timeout(now);
+            self.worker.handle(Input::Timeout, now);
             moved |= self.deliver_worker_output();
             if !moved {
                 break;
@@ -282,11 +310,14 @@ impl SimNet {
     fn pump_client(&mut self, i: usize, now: Instant) -> bool {
         let mut moved = false;
         let c = &mut self.clients[i];
+        let mut to_sfu = Vec::new();
+        // str0m's contract: drain the output after every input (a second
+        // datagram before the drain would overwrite the first's packet).
         while let Some(d) = c.inbox.pop_front() {
             let Ok(contents) = d.as_slice().try_into() else {
                 continue;
             };
-            let _ = c.rtc.handle_input(Input::Receive(
+            let _ = c.rtc.handle_input(RtcInput::Receive(
                 now,
                 Receive {
                     proto: Protocol::Udp,
@@ -295,28 +326,11 @@ impl SimNet {
                     contents,
                 },
             ));
+            c.drain(&mut to_sfu);
             moved = true;
         }
-        let _ = c.rtc.handle_input(Input::Timeout(now));
-        let mut to_sfu = Vec::new();
-        loop {
-            match c.rtc.poll_output() {
-                Ok(Output::Timeout(_)) | Err(_) => break,
-                Ok(Output::Transmit(t)) => to_sfu.push(Vec::from(t.contents)),
-                Ok(Output::Event(Event::Connected)) => c.connected = true,
-                Ok(Output::Event(Event::RtpPacket(p))) => {
-                    let mid = c
-                        .rtc
-                        .direct_api()
-                        .stream_rx(&p.header.ssrc)
-                        .map(|s| s.mid())
-                        .or(p.header.ext_vals.mid)
-                        .unwrap_or_else(|| Mid::from("?"));
-                    c.received.push((mid, *p.seq_no as u16, p.payload.len()));
-                }
-                Ok(Output::Event(_)) => {}
-            }
-        }
+        let _ = c.rtc.handle_input(RtcInput::Timeout(now));
+        c.drain(&mut to_sfu);
         let source = c.addr;
         for d in to_sfu {
             moved = true;
@@ -325,17 +339,47 @@ impl SimNet {
                 source,
                 local_ip: Some(SFU_ADDR.ip()),
             };
-            self.worker.on_datagram(meta, &d, now, now);
-            self.worker.release_writes(now);
+            let input = Input::Datagram {
+                meta,
+                data: &d,
+                read_at: now,
+            };
+            self.worker.handle(input, now);
             self.deliver_worker_output();
         }
         moved
     }
 
+    /// Carry out the worker's output as the thread loop would: events
+    /// kept for the harness, datagrams returned (as if the kernel took
+    /// them all).
+    fn drive(&mut self) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        loop {
+            match self.worker.poll_output() {
+                Output::Transmit(mut batch) => {
+                    let sent = Sent {
+                        datagrams: batch.len(),
+                        bytes: batch.iter().map(|t| t.contents.len()).sum(),
+                        failed: 0,
+                    };
+                    out.append(&mut batch);
+                    self.worker.handle(Input::Sent { sent, batch }, self.now);
+                }
+                Output::Event(e) => self.events.push_back(e),
+                Output::Timeout(_) => return out,
+            }
+        }
+    }
+
     /// The worker's queued datagrams: to the clients' inboxes, or to
     /// `wire` when capturing.
     pub fn deliver_worker_output(&mut self) -> bool {
-        let out = std::mem::take(self.worker.transmits());
+        let out = self.drive();
+        self.wire_or_deliver(out)
+    }
+
+    fn wire_or_deliver(&mut self, out: Vec<Transmit>) -> bool {
         if out.is_empty() {
             return false;
         }
@@ -356,13 +400,13 @@ impl SimNet {
     pub fn client_transmits(&mut self, id: &str) -> Vec<Vec<u8>> {
         let i = self.client_index(id);
         let c = &mut self.clients[i];
-        let _ = c.rtc.handle_input(Input::Timeout(self.now));
+        let _ = c.rtc.handle_input(RtcInput::Timeout(self.now));
         let mut out = Vec::new();
         loop {
             match c.rtc.poll_output() {
-                Ok(Output::Transmit(t)) => out.push(Vec::from(t.contents)),
-                Ok(Output::Timeout(_)) | Err(_) => break,
-                Ok(Output::Event(_)) => {}
+                Ok(RtcOutput::Transmit(t)) => out.push(Vec::from(t.contents)),
+                Ok(RtcOutput::Timeout(_)) | Err(_) => break,
+                Ok(RtcOutput::Event(_)) => {}
             }
         }
         out
@@ -376,13 +420,17 @@ impl SimNet {
             source,
             local_ip: Some(SFU_ADDR.ip()),
         };
-        self.worker.on_datagram(meta, datagram, self.now, self.now);
-        self.worker.release_writes(self.now);
+        let input = Input::Datagram {
+            meta,
+            data: datagram,
+            read_at: self.now,
+        };
+        self.worker.handle(input, self.now);
     }
 
     /// The worker's queued datagrams, taken.
     pub fn take_worker_output(&mut self) -> Vec<Transmit> {
-        std::mem::take(self.worker.transmits())
+        self.drive()
     }
 }
 

@@ -5,23 +5,29 @@
 //! participant, keyframe requests, events). That keeps the forwarding logic
 //! deterministic and testable with a virtual clock.
 
+pub mod allocator;
 pub mod codec;
+pub mod forwarder;
 pub mod layer;
 pub mod munger;
 pub mod participant;
 pub mod pli;
 pub mod red;
 pub mod room;
+pub mod rtx;
 pub mod speaker;
 pub mod subscription;
 pub mod track;
 
+pub use allocator::{allocate, Allocation, Priority, VideoDemand};
 pub use codec::Codec;
+pub use forwarder::{Forwarded, Forwarder, LayerPacket};
 pub use layer::{Decision, LayerInfo, LayerSelector};
 pub use munger::{Munged, RtpMunger};
 pub use participant::Participant;
 pub use pli::PliThrottle;
 pub use room::{Action, CoreConfig, CoreError, DropReason, Forward, InboundRtp, Room};
+pub use rtx::RtxCachePolicy;
 pub use speaker::SpeakerDetector;
 pub use subscription::Subscription;
 pub use track::PublishedTrack;

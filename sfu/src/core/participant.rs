@@ -8,10 +8,9 @@ pub struct Participant {
     pub id: String,
     pub identity: String,
     pub tracks: Vec<TrackKey>,
-    /// Latest egress estimate from the subscriber's BWE (TWCC).
+    /// Latest egress estimate from the subscriber's BWE (TWCC), shared
+    /// over its subscriptions by the allocator.
     pub bwe_bps: Option<u64>,
-    /// Video subscriptions sharing `bwe_bps`.
-    pub video_subscriptions: usize,
 }
 
 impl Participant {
@@ -21,13 +20,6 @@ impl Participant {
             identity,
             tracks: Vec::new(),
             bwe_bps: None,
-            video_subscriptions: 0,
         }
-    }
-
-    /// This participant's budget for one video subscription.
-    pub fn budget_per_video(&self) -> Option<u64> {
-        self.bwe_bps
-            .map(|b| b / self.video_subscriptions.max(1) as u64)
     }
 }

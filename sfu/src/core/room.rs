@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use convene_proto::sfu::{ActiveSpeaker, SfuEvent, TrackKind, VideoQuality};
 use str0m::media::{Mid, Pt, Rid};
 
+use super::allocator::{allocate, Allocation, VideoDemand};
 use super::codec::{is_keyframe_start, Codec};
-use super::layer::Decision;
+use super::forwarder::LayerPacket;
 use super::participant::Participant;
 use super::red;
 use super::speaker::SpeakerDetector;
@@ -23,6 +24,9 @@ pub struct CoreConfig {
     /// A layer without packets for this long is not selectable.
     pub layer_timeout: Duration,
     pub max_tracks_per_participant: usize,
+    /// Video whose lowest layer does not fit the subscriber's estimate for
+    /// this long is paused (audio goes on).
+    pub video_pause_after: Duration,
 }
 
 impl Default for CoreConfig {
@@ -32,6 +36,7 @@ impl Default for CoreConfig {
             speaker_interval: Duration::from_millis(300),
             layer_timeout: Duration::from_millis(1500),
             max_tracks_per_participant: 8,
+            video_pause_after: Duration::from_secs(2),
         }
     }
 }
@@ -130,7 +135,15 @@ pub struct Room {
     by_id: HashMap<String, TrackKey>,
     speakers: SpeakerDetector<TrackKey>,
     next_track: u64,
+    /// When the periodic allocation last ran, and whether an estimate
+    /// changed since (see [`Room::tick`]).
+    allocated_at: Option<Instant>,
+    allocation_due: bool,
 }
+
+/// Layer bitrates drift slowly: the periodic allocation runs this often,
+/// and at once when an estimate changes.
+const ALLOCATION_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Room {
     pub fn new(id: String, config: CoreConfig) -> Self {
@@ -145,6 +158,8 @@ impl Room {
             by_id: HashMap::new(),
             speakers,
             next_track: 1,
+            allocated_at: None,
+            allocation_due: false,
         }
     }
 
@@ -258,11 +273,6 @@ impl Room {
         self.speakers.remove(key);
         let mut stop = Vec::new();
         for s in &track.subscriptions {
-            if let Some(p) = self.participants.get_mut(&s.subscriber) {
-                if track.kind == TrackKind::Video {
-                    p.video_subscriptions = p.video_subscriptions.saturating_sub(1);
-                }
-            }
             if let Some(m) = s.out_mid {
                 self.by_subscriber_mid.remove(&(s.subscriber, m));
                 stop.push((s.subscriber, m));
@@ -300,20 +310,16 @@ impl Room {
         if track.publisher == subscriber {
             return Err(CoreError::OwnTrack);
         }
-        let p = self
-            .participants
-            .get_mut(&subscriber)
-            .ok_or(CoreError::UnknownParticipant)?;
+        if !self.participants.contains_key(&subscriber) {
+            return Err(CoreError::UnknownParticipant);
+        }
         if let Some(s) = track
             .subscriptions
             .iter_mut()
             .find(|s| s.subscriber == subscriber)
         {
-            s.selector.set_max_quality(max_quality);
+            s.forwarder.selector.set_max_quality(max_quality);
             return Ok(None);
-        }
-        if track.kind == TrackKind::Video {
-            p.video_subscriptions += 1;
         }
         track
             .subscriptions
@@ -332,14 +338,9 @@ impl Room {
         now: Instant,
         out: &mut Vec<Action>,
     ) -> bool {
-        let budget = self
-            .participants
-            .get(&subscriber)
-            .and_then(|p| p.budget_per_video());
         let Some(t) = self.tracks.get_mut(&track) else {
             return false;
         };
-        t.refresh_layer_info(now, self.config.layer_timeout);
         let Some(s) = t
             .subscriptions
             .iter_mut()
@@ -348,11 +349,17 @@ impl Room {
             return false;
         };
         s.out_mid = Some(out_mid);
-        s.pt_map = pt_map;
+        s.forwarder.pt_map = pt_map;
         self.by_subscriber_mid.insert((subscriber, out_mid), track);
         if t.kind == TrackKind::Video {
-            s.selector.update(&t.layer_info, budget);
-            if let Some(target) = s.selector.target() {
+            self.reallocate(now, Some(&[subscriber]));
+            let t = self.tracks.get_mut(&track).expect("found above");
+            let s = t
+                .subscriptions
+                .iter()
+                .find(|s| s.subscriber == subscriber)
+                .expect("found above");
+            if let Some(target) = s.forwarder.selector.target() {
                 let layer = &mut t.layers[target];
                 if layer.pli.request(now) {
                     out.push(Action::RequestKeyframe {
@@ -380,11 +387,6 @@ impl Room {
             .iter()
             .position(|s| s.subscriber == subscriber)?;
         let s = t.subscriptions.swap_remove(i);
-        if t.kind == TrackKind::Video {
-            if let Some(p) = self.participants.get_mut(&subscriber) {
-                p.video_subscriptions = p.video_subscriptions.saturating_sub(1);
-            }
-        }
         if let Some(m) = s.out_mid {
             self.by_subscriber_mid.remove(&(subscriber, m));
         }
@@ -408,11 +410,11 @@ impl Room {
         t.muted = muted;
         for s in &mut t.subscriptions {
             // Skipped packets must not look like loss to the subscriber.
-            s.resync = true;
+            s.forwarder.resync();
             if !muted && t.kind == TrackKind::Video {
                 // Resume at a keyframe: the decoder's references are stale.
-                if let Some(c) = s.selector.current() {
-                    s.selector.layer_stopped(c);
+                if let Some(c) = s.forwarder.selector.current() {
+                    s.forwarder.selector.layer_stopped(c);
                 }
             }
         }
@@ -436,53 +438,39 @@ impl Room {
         p: &InboundRtp,
         out: &mut Vec<Action>,
     ) -> Result<usize, DropReason> {
-        let Room {
-            tracks,
-            by_publisher_mid,
-            participants,
-            speakers,
-            config,
-            id: room_id,
-            ..
-        } = self;
-        let key = *by_publisher_mid
-            .get(&(p.publisher, p.mid))
-            .ok_or(DropReason::UnknownTrack)?;
-        let track = tracks.get_mut(&key).ok_or(DropReason::UnknownTrack)?;
-        track.codec = Some(p.codec);
-        let layers_before = track.layers.len();
-        let li = track.layer_index(p.rid, config.pli_min_interval);
-        let new_layer = track.layers.len() != layers_before;
-        let layer = &mut track.layers[li];
-        layer.on_packet(p.payload.len(), now);
-        let source = layer.source_id;
+        let (key, li, keyframe, new_layer) = self.observe(now, p)?;
+        let track = self.tracks.get_mut(&key).ok_or(DropReason::UnknownTrack)?;
         let video = track.kind == TrackKind::Video;
-        if let (false, Some(level)) = (video, p.audio_level) {
-            speakers.observe(key, level, p.voice_activity, now);
-        }
-        if track.muted {
-            return Err(DropReason::Muted);
-        }
-        let keyframe = video && is_keyframe_start(p.codec, &p.payload);
-        if keyframe {
-            layer.pli.keyframe_received();
-        }
         if new_layer && video {
             // A subscriber waiting for any picture should not wait for the
             // next tick to learn this layer exists.
-            track.refresh_layer_info(now, config.layer_timeout);
-            for s in track
+            let subs: Vec<ParticipantKey> = track
                 .subscriptions
-                .iter_mut()
+                .iter()
                 .filter(|s| s.out_mid.is_some())
-            {
-                let budget = participants
-                    .get(&s.subscriber)
-                    .and_then(|p| p.budget_per_video());
-                s.selector.update(&track.layer_info, budget);
-            }
+                .map(|s| s.subscriber)
+                .collect();
+            self.reallocate(now, Some(&subs));
         }
-        let clock_rate = p.codec.clock_rate();
+        let Room {
+            tracks,
+            participants,
+            id: room_id,
+            ..
+        } = self;
+        let track = tracks.get_mut(&key).ok_or(DropReason::UnknownTrack)?;
+        let source = track.layers[li].source_id;
+        let packet = LayerPacket {
+            layer: li,
+            quality: track.layers[li].quality,
+            source,
+            video,
+            keyframe,
+            seq: p.seq,
+            timestamp: p.timestamp,
+            clock_rate: p.codec.clock_rate(),
+            now,
+        };
         let mut forwarded = 0;
         // RED unwrapped for subscribers without RED: parsed on first need,
         // then one payload shared by all of them.
@@ -490,7 +478,7 @@ impl Room {
         let mut red_failed = false;
         for s in &mut track.subscriptions {
             let Some(out_mid) = s.out_mid else { continue };
-            let (pt, payload) = match s.map_pt(p.pt) {
+            let (pt, payload) = match s.forwarder.map_pt(p.pt) {
                 Some(pt) => (pt, &p.payload),
                 None if p.codec == Codec::Red => {
                     let u = unwrapped.get_or_insert_with(|| {
@@ -498,7 +486,7 @@ impl Room {
                             .map(|r| (Pt::new_with_value(r.pt), Arc::from(&p.payload[r.range])))
                     });
                     match u {
-                        Ok((inner, data)) => match s.map_pt(*inner) {
+                        Ok((inner, data)) => match s.forwarder.map_pt(*inner) {
                             Some(pt) => (pt, &*data),
                             None => continue,
                         },
@@ -510,42 +498,23 @@ impl Room {
                 }
                 None => continue,
             };
-            if video {
-                match s.selector.on_packet(li, keyframe) {
-                    Decision::Drop => continue,
-                    Decision::Forward => {}
-                    Decision::SwitchAndForward => {
-                        let quality = track.layers[li].quality;
-                        if s.reported != Some(quality) {
-                            s.reported = Some(quality);
-                            if let Some(sub) = participants.get(&s.subscriber) {
-                                out.push(Action::Event(SfuEvent::LayerChanged {
-                                    room_id: room_id.clone(),
-                                    subscriber_id: sub.id.clone(),
-                                    track_id: track.id.clone(),
-                                    quality,
-                                }));
-                            }
-                        }
-                    }
-                }
-            }
-            if s.resync {
-                s.munger.resync();
-                s.resync = false;
-            }
-            let Some(m) = s
-                .munger
-                .process(source, p.seq, p.timestamp, clock_rate, now)
-            else {
+            let Some(f) = s.forwarder.forward(&packet) else {
                 continue;
             };
+            if let (Some(quality), Some(sub)) = (f.switched_to, participants.get(&s.subscriber)) {
+                out.push(Action::Event(SfuEvent::LayerChanged {
+                    room_id: room_id.clone(),
+                    subscriber_id: sub.id.clone(),
+                    track_id: track.id.clone(),
+                    quality,
+                }));
+            }
             out.push(Action::Forward(Forward {
                 to: s.subscriber,
                 mid: out_mid,
                 pt,
-                seq: m.seq,
-                timestamp: m.timestamp,
+                seq: f.seq,
+                timestamp: f.timestamp,
                 marker: p.marker,
                 payload: payload.clone(),
                 audio_level: p.audio_level,
@@ -559,6 +528,39 @@ impl Room {
             return Err(DropReason::MalformedRed);
         }
         Ok(forwarded)
+    }
+
+    /// Account one received packet to its track and layer (rates, speaker
+    /// levels, keyframes): the track, the layer's index, whether the packet
+    /// starts a keyframe and whether the layer is new.
+    fn observe(
+        &mut self,
+        now: Instant,
+        p: &InboundRtp,
+    ) -> Result<(TrackKey, usize, bool, bool), DropReason> {
+        let key = *self
+            .by_publisher_mid
+            .get(&(p.publisher, p.mid))
+            .ok_or(DropReason::UnknownTrack)?;
+        let track = self.tracks.get_mut(&key).ok_or(DropReason::UnknownTrack)?;
+        track.codec = Some(p.codec);
+        let layers_before = track.layers.len();
+        let li = track.layer_index(p.rid, self.config.pli_min_interval);
+        let new_layer = track.layers.len() != layers_before;
+        let layer = &mut track.layers[li];
+        layer.on_packet(p.payload.len(), now);
+        let video = track.kind == TrackKind::Video;
+        if let (false, Some(level)) = (video, p.audio_level) {
+            self.speakers.observe(key, level, p.voice_activity, now);
+        }
+        if track.muted {
+            return Err(DropReason::Muted);
+        }
+        let keyframe = video && is_keyframe_start(p.codec, &p.payload);
+        if keyframe {
+            layer.pli.keyframe_received();
+        }
+        Ok((key, li, keyframe, new_layer))
     }
 
     /// A subscriber asked for a keyframe (PLI/FIR) on one of its m-lines.
@@ -582,7 +584,12 @@ impl Room {
         let Some(s) = t.subscriptions.iter().find(|s| s.subscriber == subscriber) else {
             return false;
         };
-        let li = s.selector.current().or(s.selector.target()).unwrap_or(0);
+        let li = s
+            .forwarder
+            .selector
+            .current()
+            .or(s.forwarder.selector.target())
+            .unwrap_or(0);
         let Some(layer) = t.layers.get_mut(li) else {
             return false;
         };
@@ -618,31 +625,102 @@ impl Room {
     /// The subscriber's egress bandwidth estimate changed.
     pub fn set_bandwidth(&mut self, subscriber: ParticipantKey, bps: u64) {
         if let Some(p) = self.participants.get_mut(&subscriber) {
+            self.allocation_due |= p.bwe_bps != Some(bps);
             p.bwe_bps = Some(bps);
+        }
+    }
+
+    /// Layer targets for the video subscriptions of `only` (every
+    /// subscriber when None): each subscriber's estimate shared over its
+    /// subscriptions by the allocator (`allocator.rs`).
+    fn reallocate(&mut self, now: Instant, only: Option<&[ParticipantKey]>) {
+        let wanted = |k: &ParticipantKey| only.is_none_or(|o| o.contains(k));
+        // Subscriber -> (track, subscription index) of its live video
+        // subscriptions, and the audio it receives.
+        let mut video: HashMap<ParticipantKey, Vec<(TrackKey, usize)>> = HashMap::new();
+        let mut audio: HashMap<ParticipantKey, u64> = HashMap::new();
+        for t in self.tracks.values_mut() {
+            if t.kind == TrackKind::Video {
+                t.refresh_layer_info(now, self.config.layer_timeout);
+            }
+            let rate: u64 = t.layers.iter().map(|l| l.bitrate_bps).sum();
+            for (i, s) in t.subscriptions.iter().enumerate() {
+                if s.out_mid.is_none() || !wanted(&s.subscriber) {
+                    continue;
+                }
+                match t.kind {
+                    TrackKind::Video => video.entry(s.subscriber).or_default().push((t.key, i)),
+                    TrackKind::Audio => *audio.entry(s.subscriber).or_default() += rate,
+                }
+            }
+        }
+        for (subscriber, subs) in video {
+            let estimate = self.participants.get(&subscriber).and_then(|p| p.bwe_bps);
+            let allocations = {
+                let demands: Vec<VideoDemand<'_>> = subs
+                    .iter()
+                    .map(|(tk, i)| {
+                        let t = &self.tracks[tk];
+                        let s = &t.subscriptions[*i];
+                        VideoDemand {
+                            priority: t.priority,
+                            layers: &t.layer_info,
+                            max_quality: s.forwarder.selector.max_quality(),
+                            current: s.forwarder.selector.current(),
+                        }
+                    })
+                    .collect();
+                let audio = audio.get(&subscriber).copied().unwrap_or(0);
+                allocate(estimate, audio, &demands)
+            };
+            for ((tk, i), a) in subs.into_iter().zip(allocations) {
+                let t = self.tracks.get_mut(&tk).expect("collected above");
+                let lowest_live = t.layer_info.iter().position(|l| l.active);
+                let f = &mut t.subscriptions[i].forwarder;
+                let target = match a {
+                    Allocation::Layer(l) => {
+                        f.starved_since = None;
+                        Some(l)
+                    }
+                    Allocation::Off => None,
+                    Allocation::Paused => {
+                        let since = *f.starved_since.get_or_insert(now);
+                        if now.saturating_duration_since(since) >= self.config.video_pause_after {
+                            None
+                        } else {
+                            // A short dip keeps the picture (lowest layer).
+                            f.selector.current().min(lowest_live).or(lowest_live)
+                        }
+                    }
+                };
+                f.selector.set_target(target);
+            }
         }
     }
 
     /// Periodic work: layer selection, deferred keyframe requests, dynacast
     /// and active speakers. Call every few tens of milliseconds.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let periodic = self
+            .allocated_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= ALLOCATION_INTERVAL);
+        if periodic || self.allocation_due {
+            self.allocated_at = Some(now);
+            self.allocation_due = false;
+            self.reallocate(now, None);
+        }
         for t in self.tracks.values_mut() {
             if t.kind != TrackKind::Video {
                 continue;
             }
-            t.refresh_layer_info(now, self.config.layer_timeout);
             let mut wanted = [false; 4];
             for s in &mut t.subscriptions {
                 if s.out_mid.is_none() {
                     continue;
                 }
-                let budget = self
-                    .participants
-                    .get(&s.subscriber)
-                    .and_then(|p| p.budget_per_video());
-                s.selector.update(&t.layer_info, budget);
-                if let Some(target) = s.selector.target() {
+                if let Some(target) = s.forwarder.selector.target() {
                     wanted[t.layers[target].quality as usize] = true;
-                    if s.selector.needs_keyframe() && !t.muted {
+                    if s.forwarder.selector.needs_keyframe() && !t.muted {
                         let layer = &mut t.layers[target];
                         if layer.pli.request(now) {
                             out.push(Action::RequestKeyframe {

@@ -401,13 +401,67 @@ fn bandwidth_estimate_limits_layer() {
     let t = r.track_by_id("alice/1").unwrap();
     assert!(t.layers.iter().all(|l| l.bitrate_bps > 0));
     let s = &t.subscriptions[0];
-    assert_eq!(s.selector.target(), Some(2));
+    assert_eq!(s.forwarder.selector.target(), Some(2));
     // An estimate below the high layer's rate moves the target down.
     let high = t.layers[2].bitrate_bps;
     r.set_bandwidth(SUB_A, high / 2);
     r.tick(now, &mut out);
     let s = &r.track_by_id("alice/1").unwrap().subscriptions[0];
-    assert!(s.selector.target() < Some(2));
+    assert!(s.forwarder.selector.target() < Some(2));
+}
+
+#[test]
+fn video_pauses_when_even_the_lowest_layer_does_not_fit_and_resumes_at_a_keyframe() {
+    let t0 = Instant::now();
+    let (mut r, _) = simulcast_room(VideoQuality::High, t0);
+    let mut out = vec![];
+    let mut now = t0;
+    let mut frame = 0;
+    let mut run = |r: &mut Room, ms: u64, now: &mut Instant, out: &mut Vec<Action>| {
+        for _ in 0..ms / 30 {
+            send_frame(r, frame, frame % 10 == 0, *now, out);
+            frame += 1;
+            *now += Duration::from_millis(30);
+            r.tick(*now, out);
+        }
+    };
+    run(&mut r, 1200, &mut now, &mut out);
+    assert!(!forwards(&out).is_empty(), "video flows with no estimate");
+    let low = r.track_by_id("alice/1").unwrap().layers[0].bitrate_bps;
+    assert!(low > 0);
+    // Below the lowest layer: a short dip keeps the lowest layer...
+    r.set_bandwidth(SUB_A, low / 2);
+    out.clear();
+    run(&mut r, 1200, &mut now, &mut out);
+    let t = r.track_by_id("alice/1").unwrap();
+    assert_eq!(t.subscriptions[0].forwarder.selector.target(), Some(0));
+    assert!(
+        !forwards(&out).is_empty(),
+        "the lowest layer during the grace"
+    );
+    // ...a lasting one pauses the video: nothing is forwarded.
+    run(&mut r, 1200, &mut now, &mut out);
+    out.clear();
+    run(&mut r, 600, &mut now, &mut out);
+    let t = r.track_by_id("alice/1").unwrap();
+    assert_eq!(t.subscriptions[0].forwarder.selector.target(), None);
+    assert!(
+        forwards(&out).is_empty(),
+        "paused: {} forwards",
+        forwards(&out).len()
+    );
+    // Room again: video resumes, from a keyframe.
+    r.set_bandwidth(SUB_A, 100_000_000);
+    out.clear();
+    run(&mut r, 600, &mut now, &mut out);
+    let t = r.track_by_id("alice/1").unwrap();
+    assert_eq!(t.subscriptions[0].forwarder.selector.target(), Some(2));
+    let fw = forwards(&out);
+    assert!(!fw.is_empty(), "resumed");
+    assert!(
+        is_keyframe_start(Codec::Vp8, &fw[0].payload),
+        "the picture restarts at a keyframe"
+    );
 }
 
 #[test]

@@ -3,10 +3,9 @@
 use std::time::Instant;
 
 use convene_proto::sfu::VideoQuality;
-use str0m::media::{Mid, Pt};
+use str0m::media::Mid;
 
-use super::layer::LayerSelector;
-use super::munger::RtpMunger;
+use super::forwarder::Forwarder;
 use super::ParticipantKey;
 
 /// A subscription exists as soon as it is requested, but only forwards once
@@ -16,16 +15,7 @@ pub struct Subscription {
     pub subscriber: ParticipantKey,
     /// The subscriber-side m-line carrying this track.
     pub out_mid: Option<Mid>,
-    /// Publisher PT -> subscriber PT. Publishers and subscribers negotiate
-    /// payload types independently, so the numbers differ in general.
-    pub pt_map: Vec<(Pt, Pt)>,
-    pub selector: LayerSelector,
-    pub munger: RtpMunger,
-    /// Quality last reported in a LayerChanged event.
-    pub reported: Option<VideoQuality>,
-    /// Set on mute/unmute or layer loss: the next forwarded packet starts a
-    /// new segment for the munger so numbering stays gap-free.
-    pub resync: bool,
+    pub forwarder: Forwarder,
     pub created_at: Instant,
 }
 
@@ -34,18 +24,8 @@ impl Subscription {
         Self {
             subscriber,
             out_mid: None,
-            pt_map: Vec::new(),
-            selector: LayerSelector::new(max_quality),
-            munger: RtpMunger::new(),
-            reported: None,
-            resync: false,
+            forwarder: Forwarder::new(max_quality),
             created_at: now,
         }
-    }
-
-    pub fn map_pt(&self, pt: Pt) -> Option<Pt> {
-        self.pt_map
-            .iter()
-            .find_map(|(i, o)| (*i == pt).then_some(*o))
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use convene_proto::sfu::{TrackInfo, TrackKind, VideoQuality};
 use str0m::media::{Mid, Rid};
 
+use super::allocator::Priority;
 use super::codec::Codec;
 use super::layer::LayerInfo;
 use super::pli::PliThrottle;
@@ -109,6 +110,9 @@ pub struct PublishedTrack {
     pub wanted: Vec<VideoQuality>,
     /// Reused for layer selection so ticks do not allocate.
     pub layer_info: Vec<LayerInfo>,
+    /// Its claim on subscribers' downlinks. Camera until the publisher
+    /// says otherwise (no wire message for a screen share yet).
+    pub priority: Priority,
 }
 
 impl PublishedTrack {
@@ -133,6 +137,7 @@ impl PublishedTrack {
             subscriptions: Vec::new(),
             wanted: Vec::new(),
             layer_info: Vec::new(),
+            priority: Priority::Camera,
         }
     }
 
@@ -161,7 +166,7 @@ impl PublishedTrack {
         self.layers.insert(at, layer);
         if at + 1 < self.layers.len() {
             for s in &mut self.subscriptions {
-                s.selector.layer_inserted(at);
+                s.forwarder.selector.layer_inserted(at);
             }
         }
         at

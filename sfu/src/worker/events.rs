@@ -103,6 +103,10 @@ impl Worker {
                     self.metrics.nacks.inc_by(s.nacks - *seen);
                     *seen = s.nacks;
                 }
+                let sized = peer.rtx_ages.iter().any(|(m, _)| *m == s.mid);
+                if let (true, Some(rtt)) = (sized, s.rtt) {
+                    self.size_rtx_cache(key, s.mid, Some(rtt));
+                }
             }
             Event::MediaIngressStats(s) => {
                 let seen = match peer

@@ -11,7 +11,11 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use tracing::{debug, info, warn};
 
 use super::{Worker, REMB_INTERVAL};
-use crate::core::{DropReason, Forward, InboundRtp, ParticipantKey};
+use crate::core::{DropReason, Forward, InboundRtp, ParticipantKey, RtxCachePolicy};
+
+/// Queued retransmissions are dropped when they exceed this share of a
+/// stream's bytes (str0m's default, kept when resizing the cache).
+const RTX_RATIO_CAP: Option<f32> = Some(0.15);
 
 impl Worker {
     pub(super) fn on_rtp(&mut self, key: ParticipantKey, p: RtpPacket, now: Instant) {
@@ -107,7 +111,7 @@ impl Worker {
     pub(super) fn stop_lines(&mut self, stop: Vec<(ParticipantKey, Mid)>) {
         for (sub, mid) in stop {
             if let Some(p) = self.peers.get_mut(&sub) {
-                p.to_stop.push(mid);
+                p.negotiation.stop(mid);
             }
         }
     }
@@ -169,6 +173,30 @@ impl Worker {
                 p.writes_pending = true;
                 self.written.push(f.to);
             }
+        }
+    }
+
+    /// Size subscriber `key`'s RTX cache on video m-line `mid` for a round
+    /// trip of `rtt` (`core::rtx`): by time as well as by count.
+    pub(super) fn size_rtx_cache(&mut self, key: ParticipantKey, mid: Mid, rtt: Option<Duration>) {
+        let age = self.config.rtx_cache().age(rtt);
+        let Some(p) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let slot = p.rtx_ages.iter().position(|(m, _)| *m == mid);
+        if let Some(i) = slot {
+            if !RtxCachePolicy::should_resize(p.rtx_ages[i].1, age) {
+                return;
+            }
+        }
+        let mut api = p.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        tx.set_rtx_cache(self.config.send_buffer_video, age, RTX_RATIO_CAP);
+        match slot {
+            Some(i) => p.rtx_ages[i].1 = age,
+            None => p.rtx_ages.push((mid, age)),
         }
     }
 
@@ -256,14 +284,14 @@ impl Worker {
         let ready: Vec<ParticipantKey> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.connected && !p.deferred.is_empty())
+            .filter(|(_, p)| p.connected && p.negotiation.has_deferred())
             .map(|(k, _)| *k)
             .collect();
         for k in ready {
             if let Some(lines) = self
                 .peers
                 .get_mut(&k)
-                .map(|p| std::mem::take(&mut p.deferred))
+                .map(|p| p.negotiation.take_deferred())
             {
                 self.activate_all(k, lines, now);
             }

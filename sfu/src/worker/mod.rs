@@ -1,8 +1,11 @@
 //! The worker: the rooms, participants and str0m `Rtc`s of one thread.
 //!
-//! It does no I/O and reads no clock: the thread loop (`shard.rs`) hands it
-//! datagrams, commands and the time, and takes the datagrams it queues in
-//! [`Worker::on_sent`]. Everything a room touches lives on one worker, so
+//! Sans-IO like str0m and the core: it does no I/O and reads no clock. The
+//! thread loop (`shard.rs`) hands it an [`Input`] and the time with
+//! [`Worker::handle`], then calls [`Worker::poll_output`] until it says
+//! [`Output::Timeout`], sending each [`Output::Transmit`] batch to the
+//! socket and each [`Output::Event`] to the control API's listeners. The
+//! virtual network (`sim.rs`) drives it the same way. Everything a room touches lives on one worker, so
 //! forwarding from a publisher's `Rtc` to its subscribers' needs no lock.
 //! Every str0m mutation is followed by a full `poll_output` drain (str0m's
 //! contract).
@@ -21,8 +24,7 @@ use std::time::{Duration, Instant};
 use convene_proto::sfu::{DisconnectReason, SfuEvent};
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{Protocol, Receive};
-use str0m::{Input, Output};
-use tokio::sync::broadcast;
+use str0m::{Input as RtcInput, Output as RtcOutput};
 use tracing::{debug, warn};
 
 use crate::config::SfuConfig;
@@ -30,6 +32,7 @@ use crate::core::{Action, ParticipantKey, Room};
 use crate::demux::{classify, stun_local_ufrag, PacketClass};
 use crate::metrics::Metrics;
 use crate::peer::Peer;
+use crate::shard::Command;
 use crate::udp::{RecvMeta, Sent, Transmit};
 
 pub use timers::Timers;
@@ -39,8 +42,40 @@ const TICK: Duration = Duration::from_millis(20);
 /// Publishers are reminded of the bitrate cap this often.
 const REMB_INTERVAL: Duration = Duration::from_secs(1);
 
+/// What the thread loop hands the worker.
+pub enum Input<'a> {
+    /// A datagram read from the media socket at `read_at`.
+    Datagram {
+        meta: RecvMeta,
+        data: &'a [u8],
+        read_at: Instant,
+    },
+    /// A command from the control API.
+    Command(Command),
+    /// Time passed: run what is due.
+    Timeout,
+    /// The socket took (or refused) a batch from [`Output::Transmit`]; the
+    /// batch comes back to be reused.
+    Sent { sent: Sent, batch: Vec<Transmit> },
+    /// Every participant leaves.
+    Shutdown,
+}
+
+/// What the worker asks of the thread loop.
+pub enum Output {
+    /// Hand these datagrams to the kernel (one `sendmmsg`), then return
+    /// them with [`Input::Sent`].
+    Transmit(Vec<Transmit>),
+    /// For the control API's listeners.
+    Event(SfuEvent),
+    /// Nothing more now: [`Input::Timeout`] is due at this time (earlier
+    /// input is welcome).
+    Timeout(Instant),
+}
+
 pub struct Worker {
-    events: broadcast::Sender<SfuEvent>,
+    /// Events for the next [`Worker::poll_output`].
+    events: VecDeque<SfuEvent>,
     metrics: Metrics,
     config: Arc<SfuConfig>,
     /// This worker's candidates: every announced IP with its port.
@@ -61,8 +96,10 @@ pub struct Worker {
     scratch: Vec<Action>,
     queue: VecDeque<Action>,
     data_out: Vec<(ParticipantKey, Vec<u8>, bool)>,
-    /// Datagrams for the next [`Worker::on_sent`].
+    /// Datagrams for the next [`Worker::poll_output`].
     out: Vec<Transmit>,
+    /// A returned batch, to swap in for `out` (no allocation per batch).
+    spare: Vec<Transmit>,
     /// Read time of the datagram being handled: the forwarding latency
     /// metrics start here.
     received_at: Option<Instant>,
@@ -78,13 +115,12 @@ impl Worker {
     pub fn new(
         config: Arc<SfuConfig>,
         local_addrs: Vec<SocketAddr>,
-        events: broadcast::Sender<SfuEvent>,
         metrics: Metrics,
         next_key: Arc<AtomicU64>,
         now: Instant,
     ) -> Self {
         Self {
-            events,
+            events: VecDeque::new(),
             metrics,
             config,
             local_addrs,
@@ -100,6 +136,7 @@ impl Worker {
             queue: VecDeque::with_capacity(256),
             data_out: Vec::new(),
             out: Vec::with_capacity(1024),
+            spare: Vec::with_capacity(1024),
             received_at: None,
             batch_read_at: None,
             written: Vec::new(),
@@ -108,20 +145,57 @@ impl Worker {
         }
     }
 
-    /// When [`Worker::on_timeout`] wants to run next.
-    pub fn next_deadline(&self) -> Instant {
+    /// Feed one input at `now`. Follow with [`Worker::poll_output`].
+    pub fn handle(&mut self, input: Input<'_>, now: Instant) {
+        match input {
+            Input::Datagram {
+                meta,
+                data,
+                read_at,
+            } => {
+                self.on_datagram(meta, data, read_at, now);
+                // One fan-out leaves before the next packet is handled: no
+                // queue in the server beyond one fan-out. (Releasing once
+                // per receive batch instead saved no measurable CPU at
+                // 60-80 subscribers; benches/README.md.)
+                self.release_writes(now);
+            }
+            Input::Command(c) => {
+                self.on_command(c, now);
+                self.release_writes(now);
+            }
+            Input::Timeout => self.on_timeout(now),
+            Input::Sent { sent, batch } => self.on_sent(sent, batch, now),
+            Input::Shutdown => self.shutdown(now),
+        }
+    }
+
+    /// What to do next, until [`Output::Timeout`]: events first, then the
+    /// datagrams queued so far as one batch.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(e) = self.events.pop_front() {
+            return Output::Event(e);
+        }
+        if !self.out.is_empty() {
+            let next = std::mem::take(&mut self.spare);
+            return Output::Transmit(std::mem::replace(&mut self.out, next));
+        }
+        Output::Timeout(self.next_deadline())
+    }
+
+    /// When [`Input::Timeout`] is due.
+    fn next_deadline(&self) -> Instant {
         self.timers
             .next()
             .map_or(self.next_tick, |t| t.min(self.next_tick))
     }
 
-    fn emit(&self, e: SfuEvent) {
-        // No receiver is fine: events are advisory.
-        let _ = self.events.send(e);
+    fn emit(&mut self, e: SfuEvent) {
+        self.events.push_back(e);
     }
 
     /// One datagram from the media socket, read at `read_at`.
-    pub fn on_datagram(&mut self, meta: RecvMeta, data: &[u8], read_at: Instant, now: Instant) {
+    fn on_datagram(&mut self, meta: RecvMeta, data: &[u8], read_at: Instant, now: Instant) {
         self.metrics.packets_received.inc();
         self.metrics.bytes_received.inc_by(meta.len as u64);
         let source = meta.source;
@@ -153,7 +227,7 @@ impl Worker {
             return;
         };
         let destination = peer.destination_for(source, meta.local_ip);
-        let input = Input::Receive(
+        let input = RtcInput::Receive(
             now,
             Receive {
                 proto: Protocol::Udp,
@@ -210,12 +284,12 @@ impl Worker {
                 }
             };
             match out {
-                Output::Timeout(t) => {
+                RtcOutput::Timeout(t) => {
                     peer.next_timeout = t;
                     self.timers.set(key, t);
                     return;
                 }
-                Output::Transmit(t) => {
+                RtcOutput::Transmit(t) => {
                     let source = peer.local_ip_for(t.destination);
                     self.out.push(Transmit {
                         source,
@@ -224,27 +298,25 @@ impl Worker {
                         caused_by: self.received_at,
                     });
                 }
-                Output::Event(e) => self.on_event(key, e, now),
+                RtcOutput::Event(e) => self.on_event(key, e, now),
             }
         }
     }
 
-    /// Datagrams queued for the socket since the last [`Worker::on_sent`].
-    pub fn transmits(&mut self) -> &mut Vec<Transmit> {
-        &mut self.out
-    }
-
-    /// The socket took (or refused) the queued datagrams at `now`: close
-    /// the egress latency of those a received datagram caused.
-    pub fn on_sent(&mut self, sent: Sent, now: Instant) {
-        for t in &self.out {
+    /// The socket took (or refused) `batch` at `now`: close the egress
+    /// latency of those a received datagram caused.
+    fn on_sent(&mut self, sent: Sent, mut batch: Vec<Transmit>, now: Instant) {
+        for t in &batch {
             if let Some(at) = t.caused_by {
                 self.metrics
                     .egress_latency
                     .observe(now.saturating_duration_since(at).as_secs_f64());
             }
         }
-        self.out.clear();
+        batch.clear();
+        if batch.capacity() > self.spare.capacity() {
+            self.spare = batch;
+        }
         self.metrics.packets_sent.inc_by(sent.datagrams as u64);
         self.metrics.bytes_sent.inc_by(sent.bytes as u64);
         self.metrics.dropped.send_failed.inc_by(sent.failed as u64);
@@ -255,7 +327,7 @@ impl Worker {
     /// str0m's pacer see new queue entries, and the costly part of a
     /// write). The loop calls it after every received datagram, command
     /// and timeout round, so a copy never waits for a later timeout.
-    pub fn release_writes(&mut self, now: Instant) {
+    fn release_writes(&mut self, now: Instant) {
         if self.written.is_empty() {
             self.batch_read_at = None;
             return;
@@ -267,7 +339,7 @@ impl Worker {
                 continue;
             };
             p.writes_pending = false;
-            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+            if let Err(e) = p.rtc.handle_input(RtcInput::Timeout(now)) {
                 debug!(participant = %p.participant_id, "timeout after write failed: {e}");
             }
             self.drain(key, now);
@@ -279,7 +351,7 @@ impl Worker {
     }
 
     /// Timers that are due, the periodic tick, and their consequences.
-    pub fn on_timeout(&mut self, now: Instant) {
+    fn on_timeout(&mut self, now: Instant) {
         self.handle_timeouts(now);
         if now >= self.next_tick {
             self.tick(now);
@@ -345,7 +417,7 @@ impl Worker {
                 continue;
             }
             if p.rtc.is_alive() {
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                if let Err(e) = p.rtc.handle_input(RtcInput::Timeout(now)) {
                     warn!(participant = %p.participant_id, "timeout input failed: {e}");
                     p.dead.get_or_insert(DisconnectReason::PeerClosed);
                 }

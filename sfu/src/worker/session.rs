@@ -30,8 +30,9 @@ impl Worker {
             return;
         };
         let mut change = peer.rtc.sdp_api();
+        let changes = peer.negotiation.take_changes();
         let mut added = Vec::new();
-        for tk in peer.to_add.drain(..) {
+        for tk in changes.add {
             let Some(t) = room.track(tk) else { continue };
             let kind = match t.kind {
                 TrackKind::Audio => MediaKind::Audio,
@@ -47,7 +48,7 @@ impl Worker {
             );
             added.push((tk, mid));
         }
-        for mid in peer.to_stop.drain(..) {
+        for mid in changes.stop {
             change.stop_media(mid);
         }
         if !change.has_changes() {
@@ -56,8 +57,7 @@ impl Worker {
         let Some((offer, pending)) = change.apply() else {
             return;
         };
-        peer.pending = Some(pending);
-        peer.negotiating = added;
+        peer.negotiation.offered(pending, added);
         let e = SfuEvent::RenegotiationOffer {
             room_id: peer.room.clone(),
             participant_id: peer.participant_id.clone(),
@@ -126,7 +126,7 @@ impl Worker {
             .ok_or_else(|| SfuError::UnknownParticipant(participant.to_string()))
     }
 
-    pub fn on_command(&mut self, c: Command, now: Instant) {
+    pub(super) fn on_command(&mut self, c: Command, now: Instant) {
         match c {
             Command::Join(req, reply) => {
                 let _ = reply.send(self.join(req, now));
@@ -249,14 +249,16 @@ impl Worker {
         let key = self.key_of(room, participant)?;
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
         let peer = self.peers.get_mut(&key).expect("by_id and peers agree");
-        let pending = peer.pending.take().ok_or(SfuError::NoPendingOffer)?;
+        let (pending, negotiated) = peer
+            .negotiation
+            .answered()
+            .ok_or(SfuError::NoPendingOffer)?;
         peer.rtc
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| SfuError::Negotiation(e.to_string()))?;
-        let negotiated = std::mem::take(&mut peer.negotiating);
         if !peer.connected {
-            peer.deferred.extend(negotiated);
+            peer.negotiation.defer(negotiated);
             self.drain(key, now);
             self.negotiate(key, now);
             return Ok(());
@@ -278,7 +280,7 @@ impl Worker {
             if !activated {
                 // The track went away while the offer was out.
                 if let Some(p) = self.peers.get_mut(&key) {
-                    p.to_stop.push(mid);
+                    p.negotiation.stop(mid);
                 }
             }
         }
@@ -310,7 +312,11 @@ impl Worker {
         if map.is_empty() {
             warn!(participant = %sub.participant_id, "no common codec for track");
         }
-        room.activate_subscription(key, tk, mid, map, now, &mut self.scratch)
+        let activated = room.activate_subscription(key, tk, mid, map, now, &mut self.scratch);
+        if activated && kind == MediaKind::Video {
+            self.size_rtx_cache(key, mid, None);
+        }
+        activated
     }
 
     fn offer(
@@ -324,10 +330,7 @@ impl Worker {
         let offer = self.parse_offer(sdp)?;
         let peer = self.peers.get_mut(&key).expect("by_id and peers agree");
         // Glare: the client's offer wins; ours is redone afterwards.
-        if peer.pending.take().is_some() {
-            let back: Vec<_> = peer.negotiating.drain(..).map(|(tk, _)| tk).collect();
-            peer.to_add.extend(back);
-        }
+        peer.negotiation.glare();
         let offer = sdp::restrict_offer(&peer.rtc, offer);
         let answer = peer
             .rtc
@@ -361,7 +364,7 @@ impl Worker {
         let mut first_err = None;
         for id in &req.track_ids {
             match room.subscribe(key, id, req.max_quality, now) {
-                Ok(Some(tk)) => peer.to_add.push(tk),
+                Ok(Some(tk)) => peer.negotiation.add(tk),
                 Ok(None) => {}
                 Err(e) => {
                     first_err.get_or_insert(SfuError::from(e));
@@ -385,17 +388,17 @@ impl Worker {
         for id in &req.track_ids {
             if let Some(t) = room.track_by_id(id) {
                 let tk = t.key;
-                peer.to_add.retain(|k| *k != tk);
+                peer.negotiation.cancel_add(tk);
             }
             if let Some(mid) = room.unsubscribe(key, id) {
-                peer.to_stop.push(mid);
+                peer.negotiation.stop(mid);
             }
         }
         self.negotiate(key, now);
         Ok(())
     }
 
-    pub fn shutdown(&mut self, now: Instant) {
+    pub(super) fn shutdown(&mut self, now: Instant) {
         let keys: Vec<ParticipantKey> = self.peers.keys().copied().collect();
         for k in keys {
             self.remove_peer(k, DisconnectReason::Shutdown);
