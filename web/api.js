@@ -58,6 +58,15 @@ export async function call(method, path, body) {
   }
 }
 
+// Ends the session on the server too: the refresh token stops working.
+export async function logout() {
+  const s = session();
+  setSession(null);
+  if (s && s.refresh_token) {
+    try { await raw('POST', '/v1/auth/logout', { refresh_token: s.refresh_token }); } catch { /* signed out locally anyway */ }
+  }
+}
+
 export async function login(loginName, password) {
   const t = await raw('POST', '/v1/auth/login', { login: loginName, password });
   setSession({ access_token: t.access_token, refresh_token: t.refresh_token, user: t.user });

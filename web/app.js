@@ -1,7 +1,7 @@
 // convene web client: hash-routed views over the REST API, the conference
 // page (room.js) over the signaling WebSocket, and chats (chats.js) over the
 // user channel (chat.js). Plain ES modules, no build step.
-import { call, login, register, session, setSession } from './api.js';
+import { call, login, logout, register, session } from './api.js';
 import { h, errorText, formView, input } from './dom.js';
 import { Room } from './room.js';
 import { ChatChannel } from './chat.js';
@@ -173,6 +173,6 @@ async function route() {
   app.replaceChildren(el);
 }
 
-document.getElementById('logout').onclick = () => { channel.stop(); setSession(null); go('#/login'); };
+document.getElementById('logout').onclick = () => { channel.stop(); logout(); go('#/login'); };
 window.addEventListener('hashchange', route);
 route();

@@ -335,6 +335,30 @@ impl Control {
         self.token_response(user, refresh)
     }
 
+    /// Ends the session a refresh token belongs to: its whole family is
+    /// revoked, so neither it nor any successor refreshes again. Unknown,
+    /// used or expired tokens are accepted quietly (RFC 7009): the answer
+    /// tells nobody whether a token existed. Access tokens already issued
+    /// stay valid until they expire (`access_token_ttl`).
+    pub async fn logout(&self, req: RefreshRequest) -> Result<(), ApiError> {
+        if req.refresh_token.len() > validate::LOOKUP_MAX {
+            return Ok(());
+        }
+        let hash = hash_refresh_token(&req.refresh_token);
+        let revoked = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = COALESCE(used_at, $1), expires_at = 0
+             WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $2)",
+        )
+        .bind(now_ms())
+        .bind(&hash)
+        .execute(&self.db().pool)
+        .await?;
+        if revoked.rows_affected() > 0 {
+            tracing::info!("session ended by logout");
+        }
+        Ok(())
+    }
+
     fn token_response(&self, user: User, refresh_token: String) -> Result<TokenResponse, ApiError> {
         let ttl = self.config().access_token_ttl;
         Ok(TokenResponse {
@@ -451,6 +475,7 @@ pub(crate) fn routes() -> OpenApiRouter<Control> {
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(refresh))
+        .routes(routes!(logout))
         .routes(routes!(me))
         .routes(routes!(user_by_email))
 }
@@ -489,6 +514,18 @@ async fn refresh(
     Json(req): Json<RefreshRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     Ok(Json(c.refresh(req).await?))
+}
+
+/// End the session of a refresh token: it and every token refreshed from it
+/// stop working. Always 204, whether or not the token was known.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204, description = "the session is over"), (status = 422, body = Problem)))]
+async fn logout(
+    State(c): State<Control>,
+    Json(req): Json<RefreshRequest>,
+) -> ApiResult<StatusCode> {
+    c.logout(req).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/v1/users/me", tag = "users", security(("bearer" = [])),

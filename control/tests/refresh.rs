@@ -10,7 +10,8 @@ use serde_json::json;
 
 both_backends!(
     parallel_refreshes_keep_the_session,
-    a_late_replay_revokes_the_family
+    a_late_replay_revokes_the_family,
+    logout_ends_the_session
 );
 
 async fn refresh(app: &TestApp, token: &str) -> Resp {
@@ -73,4 +74,55 @@ async fn a_late_replay_revokes_the_family(backend: Backend) {
     // even right away (a revoked token is within nobody's grace).
     refresh(&app, &second).await.assert_problem(401);
     refresh(&app, &first).await.assert_problem(401);
+}
+
+async fn logout_ends_the_session(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let first = login(&app).await;
+    // A second device of the same user, and a successor of the first.
+    let other = app
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"login": "alice", "password": "correct horse"})),
+        )
+        .await
+        .ok(200)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let current = refresh(&app, &first).await.ok(200)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let logout = |token: String| {
+        app.call(
+            Method::POST,
+            "/v1/auth/logout",
+            None,
+            Some(json!({ "refresh_token": token })),
+        )
+    };
+    assert_eq!(logout(current.clone()).await.status.as_u16(), 204);
+    refresh(&app, &current).await.assert_problem(401);
+    // The whole family: an older token of the session cannot revive it.
+    refresh(&app, &first).await.assert_problem(401);
+    // The other device's session lives on.
+    refresh(&app, &other).await.ok(200);
+    // Unknown and repeated logouts say nothing more.
+    assert_eq!(logout("not-a-token".into()).await.status.as_u16(), 204);
+    assert_eq!(logout(current).await.status.as_u16(), 204);
+    // A malformed body is a client error, not a silent success.
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/auth/logout",
+            None,
+            Some(json!({"token": 1})),
+        )
+        .await;
+    assert!(r.status.is_client_error(), "malformed body: {}", r.status);
 }
