@@ -136,6 +136,7 @@ fn layer_selector(c: &mut Criterion) {
             layers: &layers,
             max_quality: VideoQuality::High,
             current: None,
+            hold: false,
         };
         match allocate(Some(budget), 0, &[d])[0] {
             Allocation::Layer(l) => Some(l),

@@ -36,6 +36,10 @@ pub struct VideoDemand<'a> {
     pub max_quality: VideoQuality,
     /// The layer being sent now, for the upgrade headroom.
     pub current: Option<usize>,
+    /// Upgrades above `current` wait: the track was downgraded a moment
+    /// ago (see `UPGRADE_HOLD` in the room), and going straight back up
+    /// would flap between two layers on a wobbling estimate.
+    pub hold: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +61,9 @@ impl<'a> VideoDemand<'a> {
             return Vec::new();
         }
         let live = || self.layers.iter().enumerate().filter(|(_, l)| l.active);
+        let held = |i: usize| !self.hold || self.current.is_none_or(|c| i <= c);
         let within: Vec<usize> = live()
-            .filter(|(_, l)| l.quality <= self.max_quality)
+            .filter(|(i, l)| l.quality <= self.max_quality && held(*i))
             .map(|(i, _)| i)
             .collect();
         if within.is_empty() {
@@ -170,6 +175,7 @@ mod tests {
             layers,
             max_quality: High,
             current: None,
+            hold: false,
         }
     }
 
@@ -220,6 +226,27 @@ mod tests {
             Allocation::Layer(1),
             "the current layer stays while it fits"
         );
+    }
+
+    #[test]
+    fn a_held_track_stays_at_or_below_its_layer_however_much_room_there_is() {
+        let l = layers(RATES);
+        let held = VideoDemand {
+            current: Some(0),
+            hold: true,
+            ..camera(&l)
+        };
+        assert_eq!(one(Some(10_000_000), held), Allocation::Layer(0));
+        assert_eq!(
+            one(Some(50_000), held),
+            Allocation::Paused,
+            "down is never held"
+        );
+        let free = VideoDemand {
+            hold: false,
+            ..held
+        };
+        assert_eq!(one(Some(10_000_000), free), Allocation::Layer(2));
     }
 
     #[test]

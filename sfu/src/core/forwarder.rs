@@ -54,6 +54,8 @@ pub struct Forwarder {
     /// Since when the allocator has found no room for even the lowest
     /// layer (video pauses after `CoreConfig::video_pause_after`).
     pub starved_since: Option<Instant>,
+    /// When the allocator last moved this subscription to a lower layer.
+    pub downgraded_at: Option<Instant>,
 }
 
 impl Forwarder {
@@ -65,6 +67,7 @@ impl Forwarder {
             reported: None,
             resync: false,
             starved_since: None,
+            downgraded_at: None,
         }
     }
 

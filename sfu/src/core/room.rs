@@ -145,6 +145,11 @@ pub struct Room {
 /// and at once when an estimate changes.
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(100);
 
+/// After a downgrade a subscription is not upgraded again for this long: a
+/// wobbling estimate would otherwise switch layers several times a second,
+/// each upgrade costing a keyframe (LiveKit holds similarly).
+const UPGRADE_HOLD: Duration = Duration::from_secs(3);
+
 impl Room {
     pub fn new(id: String, config: CoreConfig) -> Self {
         let speakers = SpeakerDetector::new(config.speaker_interval);
@@ -662,11 +667,16 @@ impl Room {
                     .map(|(tk, i)| {
                         let t = &self.tracks[tk];
                         let s = &t.subscriptions[*i];
+                        let hold = s
+                            .forwarder
+                            .downgraded_at
+                            .is_some_and(|at| now.saturating_duration_since(at) < UPGRADE_HOLD);
                         VideoDemand {
                             priority: t.priority,
                             layers: &t.layer_info,
                             max_quality: s.forwarder.selector.max_quality(),
                             current: s.forwarder.selector.current(),
+                            hold,
                         }
                     })
                     .collect();
@@ -693,6 +703,14 @@ impl Room {
                         }
                     }
                 };
+                let down = match (target, f.selector.current()) {
+                    (Some(t), Some(c)) => t < c,
+                    (None, Some(_)) => true,
+                    _ => false,
+                };
+                if down {
+                    f.downgraded_at = Some(now);
+                }
                 f.selector.set_target(target);
             }
         }

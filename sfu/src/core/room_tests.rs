@@ -411,6 +411,43 @@ fn bandwidth_estimate_limits_layer() {
 }
 
 #[test]
+fn after_a_downgrade_the_layer_is_held_before_going_up_again() {
+    let t0 = Instant::now();
+    let (mut r, _) = simulcast_room(VideoQuality::High, t0);
+    let mut out = vec![];
+    let mut now = t0;
+    let target = |r: &Room| {
+        r.track_by_id("alice/1").unwrap().subscriptions[0]
+            .forwarder
+            .selector
+            .target()
+    };
+    let mut frame = 0;
+    let mut run = |r: &mut Room, ms: u64, now: &mut Instant, out: &mut Vec<Action>| {
+        for _ in 0..ms / 30 {
+            send_frame(r, frame, frame % 10 == 0, *now, out);
+            frame += 1;
+            *now += Duration::from_millis(30);
+            r.tick(*now, out);
+        }
+    };
+    run(&mut r, 1200, &mut now, &mut out);
+    assert_eq!(target(&r), Some(2));
+    let high = r.track_by_id("alice/1").unwrap().layers[2].bitrate_bps;
+    r.set_bandwidth(SUB_A, high / 2);
+    run(&mut r, 300, &mut now, &mut out);
+    let down = target(&r);
+    assert!(down < Some(2), "down at once");
+    // The estimate comes straight back: the layer waits out the hold...
+    r.set_bandwidth(SUB_A, 100_000_000);
+    run(&mut r, 2400, &mut now, &mut out);
+    assert_eq!(target(&r), down, "held");
+    // ...then goes up.
+    run(&mut r, 900, &mut now, &mut out);
+    assert_eq!(target(&r), Some(2));
+}
+
+#[test]
 fn video_pauses_when_even_the_lowest_layer_does_not_fit_and_resumes_at_a_keyframe() {
     let t0 = Instant::now();
     let (mut r, _) = simulcast_room(VideoQuality::High, t0);
