@@ -283,6 +283,42 @@ async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
     control.close().await;
 }
 
+/// Split mode: role changes made over REST reach signaling through Redis
+/// and hold for a connected moderator's next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderator_grants_change_under_a_connected_socket_on_remote_ports() {
+    let Some(redis) = redis_available().await else {
+        return;
+    };
+    let svc = services(&redis).await;
+    let remote_control = RemoteControl::connect(
+        &format!("http://{}", svc.control_addr),
+        INTERNAL_SECRET,
+        &redis,
+    )
+    .await
+    .expect("remote control");
+    let remote_sfu =
+        RemoteSfu::new(&format!("http://{}", svc.sfu_addr), SFU_SECRET).expect("remote SFU");
+    let signaling = Signaling::new(
+        SignalingConfig::default(),
+        Arc::new(remote_control),
+        Arc::new(remote_sfu),
+        Default::default(),
+    )
+    .expect("signaling starts");
+    let (sig_addr, sig_task) = serve(signaling.router()).await;
+    let e = support::roles::Endpoints {
+        rest: format!("http://{}", svc.control_addr),
+        ws: format!("ws://{sig_addr}/v1/ws"),
+    };
+    support::roles::grants_change_under_a_connected_moderator(&e).await;
+    sig_task.abort();
+    svc.control_task.abort();
+    svc.sfu.shutdown().await;
+    svc.control.close().await;
+}
+
 impl Client {
     async fn connect(addr: SocketAddr) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))

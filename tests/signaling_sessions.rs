@@ -272,3 +272,18 @@ async fn each_waiting_change_is_told_once() {
     let n = one_node(&db, Setup::default()).await;
     scenarios::each_waiting_change_is_told_once(&n, &n).await;
 }
+
+/// A moderator demoted or promoted over REST while connected gains or loses
+/// the powers for the very next message (in-process control-plane events).
+#[tokio::test]
+async fn moderator_grants_change_under_a_connected_socket() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let n = one_node(&db, Setup::default()).await;
+    let e = support::roles::Endpoints {
+        rest: n.base.clone(),
+        ws: n.ws.clone(),
+    };
+    support::roles::grants_change_under_a_connected_moderator(&e).await;
+}

@@ -194,6 +194,27 @@ impl Control {
         Ok(Some(is_explicit_moderator(&mut conn, id, user_id).await?))
     }
 
+    /// Tells rooms a user's moderator grant for a conference as it stands
+    /// now, read after the change was committed so that the latest of
+    /// several events carries the latest state.
+    pub(crate) async fn emit_moderator_grant(&self, id: Uuid, team_id: Uuid, user_id: Uuid) {
+        match self.moderates_now(id, team_id, user_id).await {
+            Ok(Some(moderator)) => {
+                self.emit(ConferenceEvent::ModeratorChanged {
+                    conference_id: id,
+                    user_id,
+                    moderator,
+                })
+                .await
+            }
+            // Gone from the team: `participant_removed` deals with them.
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, conference = %id, user = %user_id, "reading a moderator grant failed")
+            }
+        }
+    }
+
     pub(crate) async fn require_moderator(
         &self,
         actor: &Actor,
@@ -379,6 +400,15 @@ impl Control {
             moderators: conf.moderators.clone(),
         })
         .await;
+        let touched: BTreeSet<Uuid> = req
+            .add_moderators
+            .iter()
+            .chain(&req.remove_moderators)
+            .copied()
+            .collect();
+        for user_id in touched {
+            self.emit_moderator_grant(id, conf.team_id, user_id).await;
+        }
         Ok(conf)
     }
 

@@ -13,7 +13,8 @@ use crate::Control;
 
 /// The routes; `doc` is served as `/openapi.json`, rendered once.
 pub(crate) fn routes(doc: &utoipa::openapi::OpenApi) -> Router<Control> {
-    let doc = Bytes::from(serde_json::to_vec(doc).expect("the OpenAPI document serializes"));
+    let doc = crate::openapi::document_errors(doc);
+    let doc = Bytes::from(serde_json::to_vec(&doc).expect("the OpenAPI document serializes"));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

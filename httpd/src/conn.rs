@@ -36,6 +36,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
+use crate::head::{HeadGuard, Verdict};
 use crate::limits::{ConnGuard, ConnMetrics};
 
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +71,8 @@ pub(crate) async fn serve_connection(c: Connection) {
     let io = TokioIo::new(TrackedIo {
         inner: stream,
         activity: activity.clone(),
+        head: HeadGuard::new(),
+        rejecting: None,
         _guard: guard,
     });
     let service = ConnService {
@@ -132,6 +135,8 @@ struct State {
     head_since: Option<Instant>,
     /// End of the last response.
     idle_since: Instant,
+    /// Switched protocols: the bytes are no longer HTTP heads.
+    upgraded: bool,
 }
 
 impl Activity {
@@ -142,6 +147,7 @@ impl Activity {
                 in_flight: 0,
                 head_since: Some(now),
                 idle_since: now,
+                upgraded: false,
             }),
             changed: Notify::new(),
         }
@@ -162,13 +168,25 @@ impl Activity {
         })
     }
 
-    fn bytes_received(&self) {
+    /// Notes bytes received; whether they begin a new request head.
+    fn bytes_received(&self) -> bool {
         let mut s = self.lock();
         if s.in_flight == 0 && s.head_since.is_none() {
             s.head_since = Some(Instant::now());
+            let upgraded = s.upgraded;
             drop(s);
             self.changed.notify_one();
+            return !upgraded;
         }
+        false
+    }
+
+    fn is_upgraded(&self) -> bool {
+        self.lock().upgraded
+    }
+
+    fn upgrading(&self) {
+        self.lock().upgraded = true;
     }
 
     fn request_started(&self) {
@@ -222,11 +240,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let in_flight = InFlight::new(&self.activity);
         req.extensions_mut().insert(ConnectInfo(self.peer));
         let app = self.app.clone();
+        let activity = self.activity.clone();
         Box::pin(async move {
             let resp = match app.oneshot(req.map(Body::new)).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},
             };
+            if resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS {
+                activity.upgrading();
+            }
             Ok(resp.map(|body| TrackedBody {
                 inner: body,
                 _in_flight: in_flight,
@@ -263,10 +285,53 @@ impl http_body::Body for TrackedBody {
 
 /// The socket, noting received bytes and holding the connection's slot in
 /// the caps for as long as the socket lives (an upgrade takes it along).
+/// It also follows each request head ([`HeadGuard`]) and answers one over
+/// the caps itself.
 struct TrackedIo {
     inner: TcpStream,
     activity: Arc<Activity>,
+    head: HeadGuard,
+    /// A head over the caps: the response still to write, then the write
+    /// side is shut and what the client still sends is read and dropped,
+    /// so closing does not reset the connection before the client has read
+    /// the answer. The header timeout bounds how long that lasts.
+    rejecting: Option<Rejecting>,
     _guard: ConnGuard,
+}
+
+struct Rejecting {
+    response: Vec<u8>,
+    written: usize,
+    shut: bool,
+}
+
+impl TrackedIo {
+    /// Writes the rejection, shuts the write side, then drains; `Ready`
+    /// (end of stream for hyper) once the client closed.
+    fn poll_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = self.rejecting.as_mut().expect("rejecting");
+        while r.written < r.response.len() {
+            let n = std::task::ready!(
+                Pin::new(&mut self.inner).poll_write(cx, &r.response[r.written..])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            r.written += n;
+        }
+        if !r.shut {
+            std::task::ready!(Pin::new(&mut self.inner).poll_shutdown(cx))?;
+            r.shut = true;
+        }
+        let mut scratch = [0u8; 4096];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf))?;
+            if buf.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
 }
 
 impl AsyncRead for TrackedIo {
@@ -275,10 +340,33 @@ impl AsyncRead for TrackedIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.rejecting.is_some() {
+            return self.poll_reject(cx);
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.bytes_received();
+            let this = &mut *self;
+            if this.activity.bytes_received() {
+                this.head.restart();
+            } else if this.activity.is_upgraded() {
+                this.head.stop();
+            }
+            if let Verdict::TooLarge(rejection) = this.head.feed(&buf.filled()[before..]) {
+                tracing::debug!(
+                    ?rejection,
+                    "request head over the cap; answering and closing"
+                );
+                // hyper never sees these bytes, so its own (bare) limit
+                // cannot answer first.
+                buf.set_filled(before);
+                this.rejecting = Some(Rejecting {
+                    response: rejection.response(),
+                    written: 0,
+                    shut: false,
+                });
+                return this.poll_reject(cx);
+            }
         }
         polled
     }

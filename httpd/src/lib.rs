@@ -26,9 +26,11 @@ use tokio::task::JoinSet;
 
 mod conn;
 mod fdlimit;
+mod head;
 mod limits;
 
 pub use fdlimit::{fd_soft_limit, raise_fd_limit};
+pub use head::{MAX_HEADERS, MAX_HEAD_BYTES};
 pub use limits::{ConnMetrics, RejectReason};
 
 use limits::Tracker;

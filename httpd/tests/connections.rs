@@ -416,3 +416,107 @@ async fn shutdown_lets_the_request_in_flight_finish_and_bounds_the_drain() {
     assert!(start.elapsed() < Duration::from_secs(3));
     closed_within(&mut s, DEADLINE).await;
 }
+
+/// Sends `head` (in the background: the server may answer before reading
+/// it all) and reads the answer: status, content type, body.
+async fn answer_to(server: &Server, head: Vec<u8>) -> (u16, String, serde_json::Value) {
+    let s = server.connect().await;
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        // The server may close before taking it all; that is its right.
+        let _ = wr.write_all(&head).await;
+        wr
+    });
+    let mut buf = Vec::new();
+    tokio::time::timeout(DEADLINE, rd.read_to_end(&mut buf))
+        .await
+        .expect("an answer, then the close")
+        .expect("no reset before the answer was read");
+    drop(writer.await);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let head = head.to_lowercase();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type:"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let body = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    (head[9..12].parse().unwrap(), content_type, body)
+}
+
+fn request(target: &str, headers: &[(String, String)]) -> Vec<u8> {
+    let mut r = format!("GET {target} HTTP/1.1\r\nhost: t\r\n");
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    r.into_bytes()
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_gets_a_problem_json_answer() {
+    let server = Server::start(ConnLimits::default()).await;
+    let cap = convene_httpd::MAX_HEAD_BYTES;
+    let field = |len: usize| vec![("x-big".to_string(), "a".repeat(len))];
+    // Over the cap but within hyper's buffer, and far over hyper's buffer
+    // (where hyper itself would answer a bare 431).
+    for len in [cap + 1, 600 * 1024] {
+        let (status, ct, body) = answer_to(&server, request("/healthz", &field(len))).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (431, "application/problem+json"),
+            "{len}"
+        );
+        assert_eq!(body["status"], 431);
+        assert_eq!(body["type"], "urn:convene:problem:headers-too-large");
+    }
+    // One field more than hyper accepts.
+    let many: Vec<_> = (0..convene_httpd::MAX_HEADERS)
+        .map(|i| (format!("x-{i}"), "v".to_string()))
+        .collect();
+    let (status, ct, _) = answer_to(&server, request("/healthz", &many)).await;
+    assert_eq!((status, ct.as_str()), (431, "application/problem+json"));
+    // A request line alone over the cap.
+    let long = format!("/healthz?q={}", "a".repeat(cap));
+    let (status, ct, body) = answer_to(&server, request(&long, &[])).await;
+    assert_eq!((status, ct.as_str()), (414, "application/problem+json"));
+    assert_eq!(body["type"], "urn:convene:problem:uri-too-long");
+
+    // Just within both caps: served.
+    let mut s = server.connect().await;
+    let mut fit: Vec<_> = (0..convene_httpd::MAX_HEADERS - 2)
+        .map(|i| (format!("x-{i}"), "v".to_string()))
+        .collect();
+    let used = request("/healthz", &fit).len() + "x-big: \r\n".len();
+    fit.push(("x-big".into(), "a".repeat(cap - used)));
+    s.write_all(&request("/healthz", &fit)).await.unwrap();
+    assert_eq!(read_response(&mut s).await.unwrap(), 200);
+    // The next head on the same connection is capped afresh.
+    s.write_all(&request("/healthz", &field(cap)))
+        .await
+        .unwrap();
+    let (status, _) = read_full(&mut s).await.unwrap();
+    assert_eq!(status, 431);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_frames_are_not_mistaken_for_a_request_head() {
+    let server = Server::start(ConnLimits::default()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr))
+        .await
+        .unwrap();
+    use tokio_tungstenite::tungstenite::Message as M;
+    // Several times the head cap, with no blank line anywhere.
+    let text = "a".repeat(4 * convene_httpd::MAX_HEAD_BYTES);
+    ws.send(M::Text(text.clone().into())).await.unwrap();
+    let echo = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .expect("echo")
+        .expect("socket open")
+        .unwrap();
+    assert_eq!(echo, M::Text(text.into()));
+    server.stop().await;
+}

@@ -65,6 +65,15 @@ pub enum ConferenceEvent {
         waiting_hall: bool,
         moderators: Vec<Uuid>,
     },
+    /// A user's moderator grant for this conference changed (named as a
+    /// moderator or no longer, made team admin or member); `moderator` is
+    /// the grant as it stands now. Connected participants gain or lose
+    /// moderator powers at once.
+    ModeratorChanged {
+        conference_id: Uuid,
+        user_id: Uuid,
+        moderator: bool,
+    },
 }
 
 impl ConferenceEvent {
@@ -77,7 +86,8 @@ impl ConferenceEvent {
             | ConferenceEvent::MovedToWaiting { conference_id, .. }
             | ConferenceEvent::ParticipantRemoved { conference_id, .. }
             | ConferenceEvent::ConferenceEnded { conference_id }
-            | ConferenceEvent::ConferenceUpdated { conference_id, .. } => *conference_id,
+            | ConferenceEvent::ConferenceUpdated { conference_id, .. }
+            | ConferenceEvent::ModeratorChanged { conference_id, .. } => *conference_id,
         }
     }
 
@@ -89,7 +99,8 @@ impl ConferenceEvent {
             | ConferenceEvent::WaitingDenied { user_id, .. }
             | ConferenceEvent::WaitingLeft { user_id, .. }
             | ConferenceEvent::MovedToWaiting { user_id, .. }
-            | ConferenceEvent::ParticipantRemoved { user_id, .. } => Some(*user_id),
+            | ConferenceEvent::ParticipantRemoved { user_id, .. }
+            | ConferenceEvent::ModeratorChanged { user_id, .. } => Some(*user_id),
             ConferenceEvent::ConferenceEnded { .. } | ConferenceEvent::ConferenceUpdated { .. } => {
                 None
             }

@@ -159,6 +159,13 @@ pub enum ServerMessage {
     ParticipantLeft {
         participant_id: String,
     },
+    /// A participant's details changed (today: its moderator flag, when the
+    /// control plane grants or revokes moderation). Sent to everyone in the
+    /// room, the participant it names included; from then on moderator-only
+    /// messages from it are accepted or refused accordingly.
+    ParticipantUpdated {
+        participant: ParticipantInfo,
+    },
     TrackPublished {
         track: TrackInfo,
     },

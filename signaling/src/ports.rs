@@ -79,6 +79,11 @@ pub enum HallEvent {
     Removed {
         user_id: Uuid,
     },
+    /// The user's moderator grant is now `moderator`.
+    ModeratorChanged {
+        user_id: Uuid,
+        moderator: bool,
+    },
     Ended,
 }
 
@@ -203,6 +208,11 @@ impl HallEvent {
             E::MovedToWaiting { user_id, .. } => HallEvent::MovedToWaiting { user_id },
             E::ParticipantRemoved { user_id, .. } => HallEvent::Removed { user_id },
             E::ConferenceEnded { .. } => HallEvent::Ended,
+            E::ModeratorChanged {
+                user_id, moderator, ..
+            } => HallEvent::ModeratorChanged { user_id, moderator },
+            // Moderator changes come one by one as `ModeratorChanged`, with
+            // team admins accounted for; nothing else here concerns rooms.
             E::ConferenceUpdated { .. } => return None,
         })
     }

@@ -2,6 +2,7 @@
 //! control plane + signaling service (+ SFU) on one loopback HTTP port.
 #![allow(dead_code)]
 
+pub mod roles;
 pub mod scenarios;
 
 use std::sync::Arc;

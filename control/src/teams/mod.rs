@@ -638,8 +638,18 @@ impl Control {
             .execute(&mut *tx)
             .await?;
         let member = self.member(&mut tx, team_id, user_id).await?;
+        let live = if current != role {
+            active_conferences(&mut tx, team_id).await?
+        } else {
+            Vec::new()
+        };
         tx.commit().await?;
         self.cache().invalidate(team_id, &[user_id]).await;
+        // Team admins moderate every conference of the team.
+        for conference_id in live {
+            self.emit_moderator_grant(conference_id, team_id, user_id)
+                .await;
+        }
         Ok(member)
     }
 

@@ -329,7 +329,8 @@ impl RoomState {
             HallEvent::Admitted { user_id }
             | HallEvent::Denied { user_id, .. }
             | HallEvent::MovedToWaiting { user_id }
-            | HallEvent::Removed { user_id } => self.is_pending(*user_id),
+            | HallEvent::Removed { user_id }
+            | HallEvent::ModeratorChanged { user_id, .. } => self.is_pending(*user_id),
         };
         if wait {
             self.held_hall.push(ev);
@@ -378,6 +379,9 @@ impl RoomState {
                     );
                     fx.close(c, 1000, "removed");
                 }
+            }
+            HallEvent::ModeratorChanged { user_id, moderator } => {
+                self.set_moderator(user_id, moderator, fx)
             }
             HallEvent::Ended => self.ended(fx),
         }

@@ -84,6 +84,49 @@ impl RoomState {
         Ok(())
     }
 
+    /// The control plane granted or revoked a user's moderation. The flag
+    /// lives on the participant, so the next moderator-only message is
+    /// judged by it; everyone is told, the participant included. Remote
+    /// participants are updated too: every node sees the event, and the
+    /// owning node re-claims with the new flag for nodes that read later.
+    pub(super) fn set_moderator(&mut self, user: Uuid, moderator: bool, fx: &mut Effects) {
+        let (mut changed, mut shown) = (Vec::new(), Vec::new());
+        for pid in self.participants_of(user) {
+            let Some(p) = self.participants.get_mut(&pid) else {
+                continue;
+            };
+            if p.admission.moderator == moderator {
+                continue;
+            }
+            p.admission.moderator = moderator;
+            p.info.moderator = moderator;
+            tracing::info!(
+                conference = %self.conference, participant = %pid, moderator,
+                "moderator grant changed"
+            );
+            changed.push(p.info.clone());
+            if let Some(conn) = p.conn.filter(|_| moderator) {
+                shown.push(conn);
+            }
+        }
+        // A new moderator sees the waiting list at once, as on join.
+        for conn in shown {
+            self.show_waiting_to(conn, fx);
+        }
+        if self.cluster.shared && !changed.is_empty() {
+            fx.bus(BusOp::Claim(changed.clone()));
+        }
+        for info in self.remote.values_mut() {
+            if info.user_id == user && info.moderator != moderator {
+                info.moderator = moderator;
+                changed.push(info.clone());
+            }
+        }
+        for participant in changed {
+            self.broadcast(ServerMessage::ParticipantUpdated { participant }, fx);
+        }
+    }
+
     fn require_moderator(&self, pid: &str) -> Result<Uuid, RoomError> {
         let p = self.participants.get(pid).ok_or(RoomError::UnknownSelf)?;
         if p.admission.moderator {

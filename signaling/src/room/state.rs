@@ -311,6 +311,9 @@ impl RoomState {
                 .map(|(id, _)| id.clone())
                 .ok_or(RoomError::ResumeExpired)?;
             self.resume(&pid, conn, fx);
+            // The token was verified just now: its grant is the current one,
+            // should an event about it have been missed meanwhile.
+            self.set_moderator(admission.user_id, admission.moderator, fx);
         } else {
             self.join_room(conn, admission, started, now, fx);
         }

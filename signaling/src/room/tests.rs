@@ -502,3 +502,103 @@ fn what_an_admitted_waiter_sends_meanwhile_waits_for_its_seat() {
     // Only the waiting-list read from the knock is still out.
     assert_eq!(room.state.calls_in_flight(), 1);
 }
+
+#[test]
+fn moderator_grants_follow_the_control_plane_while_connected() {
+    let mut room = Room::new();
+    let (ada, ada_token, fx) = room.join(1, "ada", true);
+    let (list, _) = only_call(&fx);
+    room.done(list, Ok(CallOutput::Entries(Vec::new())));
+    let (bob, _, _) = room.join(2, "bob", false);
+    let user = |room: &Room, pid: &str| room.state.participants[pid].admission.user_id;
+    let (ada_user, bob_user) = (user(&room, &ada), user(&room, &bob));
+
+    // Demoted: everyone is told, ada included, and her powers are gone.
+    let fx = room.apply(RoomInput::Hall(HallEvent::ModeratorChanged {
+        user_id: ada_user,
+        moderator: false,
+    }));
+    assert!(calls(&fx).is_empty());
+    for conn in [1, 2] {
+        assert!(matches!(sent(&fx, conn)[..],
+            [ServerMessage::ParticipantUpdated { participant }]
+            if participant.participant_id == ada && !participant.moderator));
+    }
+    let refused = [
+        ClientMessage::Admit { user_id: bob_user },
+        ClientMessage::AdmitAll,
+        ClientMessage::MuteParticipant {
+            participant_id: bob.clone(),
+            video: false,
+        },
+        ClientMessage::Remove {
+            participant_id: bob.clone(),
+        },
+        ClientMessage::LobbyMessage {
+            text: "wait".into(),
+            to: None,
+        },
+    ];
+    for msg in refused {
+        let fx = room.client(1, msg);
+        assert_eq!(error_to(&fx, 1).0, ErrorCode::Forbidden);
+        assert!(calls(&fx).is_empty() && sent(&fx, 2).is_empty(), "{fx:?}");
+    }
+    // The same grant again changes nothing.
+    let fx = room.apply(RoomInput::Hall(HallEvent::ModeratorChanged {
+        user_id: ada_user,
+        moderator: false,
+    }));
+    assert!(fx.is_empty(), "{fx:?}");
+
+    // Promoted: bob sees the waiting list at once and may decide.
+    let fx = room.apply(RoomInput::Hall(HallEvent::ModeratorChanged {
+        user_id: bob_user,
+        moderator: true,
+    }));
+    assert!(matches!(sent(&fx, 1)[..],
+        [ServerMessage::ParticipantUpdated { participant }]
+        if participant.participant_id == bob && participant.moderator));
+    let (list, port) = only_call(&fx);
+    assert_eq!(port, &PortCall::Control(ControlCall::WaitingEntries));
+    let entry = WaitingEntryInfo {
+        user_id: Uuid::new_v4(),
+        name: "wes".into(),
+        position: 1,
+        since_ms: 5,
+    };
+    let fx = room.done(list, Ok(CallOutput::Entries(vec![entry.clone()])));
+    assert_eq!(
+        sent(&fx, 2),
+        vec![&ServerMessage::WaitingUpdated {
+            entries: vec![entry.clone()]
+        }]
+    );
+    let fx = room.client(
+        2,
+        ClientMessage::Admit {
+            user_id: entry.user_id,
+        },
+    );
+    assert!(matches!(only_call(&fx).1,
+        PortCall::Control(ControlCall::Admit { moderator, user })
+        if *moderator == bob_user && *user == entry.user_id));
+
+    // A grant missed while the socket was away comes with the resume: the
+    // token is verified afresh, so its grant is the current one.
+    room.apply(RoomInput::Disconnected {
+        conn: 1,
+        ending: Ending::Lost,
+    });
+    room.advance(Duration::from_secs(2));
+    let mut again = admission(room.conference, "ada", true, false);
+    again.user_id = ada_user;
+    let fx = room.enter(3, again, Some(ada_token));
+    assert_eq!(entered(&fx), Some(&Ok(())));
+    assert!(sent(&fx, 2).iter().any(|m| matches!(m,
+        ServerMessage::ParticipantUpdated { participant }
+        if participant.participant_id == ada && participant.moderator)));
+    let fx = room.client(3, ClientMessage::AdmitAll);
+    assert!(matches!(only_call(&fx).1,
+        PortCall::Control(ControlCall::AdmitAll { moderator }) if *moderator == ada_user));
+}
