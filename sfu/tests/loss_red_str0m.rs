@@ -147,6 +147,11 @@ fn red_of(c: &Client) -> Option<Pt> {
         .and_then(|p| p.red())
 }
 
+/// The highest sequence number `c` has received.
+fn newest_seq(c: &Client) -> u64 {
+    c.seen.received.iter().map(|r| r.seq).max().unwrap()
+}
+
 fn write(c: &mut Client, mid: Mid, w: RtpWrite) {
     let mut api = c.peer.rtc.direct_api();
     let stream = api.stream_tx_by_mid(mid, None).expect("tx stream");
@@ -305,13 +310,7 @@ async fn lossy(uplink: bool, downlink: bool) {
     clients[1].seen.loss_in.pt = Some(*vp8_sub);
     clients[0].seen.loss_out.on = uplink;
     clients[1].seen.loss_in.on = downlink;
-    let window_start = clients[1]
-        .seen
-        .received
-        .iter()
-        .map(|r| r.seq)
-        .max()
-        .unwrap();
+    let window_start = newest_seq(clients[1]);
 
     // 10 % loss until 30 packets are gone (about 300 packets, 3.3 s).
     run_until(
@@ -323,13 +322,7 @@ async fn lossy(uplink: bool, downlink: bool) {
     );
     clients[0].seen.loss_out.on = false;
     clients[1].seen.loss_in.on = false;
-    let window_end = clients[1]
-        .seen
-        .received
-        .iter()
-        .map(|r| r.seq)
-        .max()
-        .unwrap();
+    let window_end = newest_seq(clients[1]);
     assert!(
         window_end >= window_start + 200,
         "{window_start}..{window_end}"
