@@ -15,12 +15,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod support;
 
+use support::rest::{serve_on, Rest};
 use support::{Client, STEP};
 
 struct Server {
     addr: SocketAddr,
     signaling: Signaling,
-    http: reqwest::Client,
+    /// The control plane's REST API on the same port.
+    rest: Rest,
     control: Control,
     _dir: Option<tempfile::TempDir>,
     task: tokio::task::JoinHandle<()>,
@@ -30,6 +32,15 @@ struct Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Tests talk to the control plane through the server itself.
+impl std::ops::Deref for Server {
+    type Target = Rest;
+
+    fn deref(&self) -> &Rest {
+        &self.rest
     }
 }
 
@@ -51,13 +62,11 @@ async fn start_at(dir: &std::path::Path, config: SignalingConfig) -> Server {
     )
     .unwrap();
     let app = control.router().merge(signaling.router());
-    let task = tokio::spawn(async move {
-        let _ = convene_control::serve(listener, app, std::future::pending()).await;
-    });
+    let task = serve_on(listener, app);
     Server {
         addr,
         signaling,
-        http: reqwest::Client::new(),
+        rest: Rest::new(addr),
         control,
         _dir: None,
         task,
@@ -83,92 +92,6 @@ impl Server {
             .flat_map(|f| f.get_metric())
             .map(|m| m.get_gauge().get_value())
             .sum()
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(format!("http://{}{path}", self.addr))
-            .json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// Registers and logs in; returns (access token, user id).
-    async fn user(&self, name: &str) -> (String, String) {
-        let (s, _) = self
-            .post(
-                "/v1/auth/register",
-                None,
-                json!({"username": name, "email": format!("{name}@example.org"), "password": "correct horse"}),
-            )
-            .await;
-        assert_eq!(s, 201);
-        let (s, body) = self
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({"login": name, "password": "correct horse"}),
-            )
-            .await;
-        assert_eq!(s, 200, "{body}");
-        (
-            body["access_token"].as_str().unwrap().to_string(),
-            body["user"]["id"].as_str().unwrap().to_string(),
-        )
-    }
-
-    /// A team owned by `admin` with `members` added, and a conference with a
-    /// waiting hall; returns the conference id.
-    async fn conference(&self, admin: &str, members: &[&str], waiting_hall: bool) -> String {
-        let (s, team) = self
-            .post(
-                "/v1/teams",
-                Some(admin),
-                json!({"name": "crew", "description": ""}),
-            )
-            .await;
-        assert_eq!(s, 201, "{team}");
-        let team_id = team["id"].as_str().unwrap();
-        for m in members {
-            let (s, b) = self
-                .post(
-                    &format!("/v1/teams/{team_id}/members"),
-                    Some(admin),
-                    json!({"email": format!("{m}@example.org")}),
-                )
-                .await;
-            assert!(s == 201 || s == 200, "{s} {b}");
-        }
-        let (s, conf) = self
-            .post(
-                &format!("/v1/teams/{team_id}/conferences"),
-                Some(admin),
-                json!({"title": "standup", "starts_at": "2026-11-24T10:00:00Z", "waiting_hall": waiting_hall}),
-            )
-            .await;
-        assert_eq!(s, 201, "{conf}");
-        conf["id"].as_str().unwrap().to_string()
-    }
-
-    async fn join_token(&self, access: &str, conf: &str) -> (String, bool) {
-        let (s, body) = self
-            .post(
-                &format!("/v1/conferences/{conf}/join"),
-                Some(access),
-                json!({}),
-            )
-            .await;
-        assert_eq!(s, 200, "{body}");
-        (
-            body["token"].as_str().unwrap().to_string(),
-            body["waiting"].as_bool().unwrap(),
-        )
     }
 
     async fn ws(&self) -> Client {

@@ -14,28 +14,19 @@ use convene_proto::signaling::{ClientMessage, ServerMessage};
 use convene_signaling::remote::{RemoteControl, RemoteSfu, RemoteUsers};
 use convene_signaling::{MediaPort, NodeOptions, Signaling, SignalingConfig};
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind};
 use str0m::Rtc;
-use tokio::net::TcpListener;
 
 mod support;
 
 use convene_testkit::redis_available;
+use support::rest::{serve, Rest};
 use support::{Client, STEP};
 
 const INTERNAL_SECRET: &str = "test-internal-secret";
 const SFU_SECRET: &str = "test-sfu-secret";
-
-async fn serve(app: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let _ = convene_control::serve(listener, app, std::future::pending()).await;
-    });
-    (addr, task)
-}
 
 /// The control plane (SQLite in a temporary directory, events on Redis) and
 /// the SFU with its HTTP API, each on its own loopback port.
@@ -81,48 +72,6 @@ async fn services(redis: &str) -> Services {
     }
 }
 
-struct Rest {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Rest {
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// Registers and logs in; returns (access token, user id).
-    async fn user(&self, name: &str) -> (String, String) {
-        let (s, b) = self
-            .post(
-                "/v1/auth/register",
-                None,
-                json!({"username": name, "email": format!("{name}@example.org"), "password": "correct horse"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-        let (s, b) = self
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({"login": name, "password": "correct horse"}),
-            )
-            .await;
-        assert_eq!(s, 200, "{b}");
-        (
-            b["access_token"].as_str().unwrap().to_string(),
-            b["user"]["id"].as_str().unwrap().to_string(),
-        )
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
     let Some(redis) = redis_available().await else {
@@ -159,56 +108,21 @@ async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
     let (sig_addr, sig_task) = serve(signaling.router()).await;
 
     // alice (moderator) and bob (member); a conference with a waiting hall.
-    let rest = Rest {
-        base: format!("http://{control_addr}"),
-        http: reqwest::Client::new(),
-    };
+    let rest = Rest::new(control_addr);
     let (alice, _) = rest.user("alice").await;
     let (bob, bob_id) = rest.user("bob").await;
-    let (s, team) = rest
-        .post(
-            "/v1/teams",
-            Some(&alice),
-            json!({"name": "crew", "description": ""}),
-        )
-        .await;
-    assert_eq!(s, 201, "{team}");
-    let team_id = team["id"].as_str().unwrap();
-    let (s, b) = rest
-        .post(
-            &format!("/v1/teams/{team_id}/members"),
-            Some(&alice),
-            json!({"email": "bob@example.org"}),
-        )
-        .await;
-    assert!(s == 200 || s == 201, "{s} {b}");
-    let (s, conf) = rest
-        .post(
-            &format!("/v1/teams/{team_id}/conferences"),
-            Some(&alice),
-            json!({"title": "standup", "starts_at": "2026-11-24T10:00:00Z", "waiting_hall": true}),
-        )
-        .await;
-    assert_eq!(s, 201, "{conf}");
-    let conf = conf["id"].as_str().unwrap().to_string();
+    let conf = rest.conference(&alice, &["bob"], true).await;
 
     // bob knocks: a waiting-hall token, then the socket.
-    let (s, grant) = rest
-        .post(
-            &format!("/v1/conferences/{conf}/join"),
-            Some(&bob),
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, 200, "{grant}");
-    assert_eq!(grant["waiting"], true);
+    let (token, waiting) = rest.join_token(&bob, &conf).await;
+    assert!(waiting);
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{sig_addr}/v1/ws"))
         .await
         .expect("websocket connects");
     let mut client = Client { ws };
     client
         .send(&ClientMessage::Join {
-            token: grant["token"].as_str().unwrap().to_string(),
+            token,
             resume_token: None,
         })
         .await;
@@ -390,10 +304,7 @@ async fn chats_on_remote_user_port() {
     .expect("signaling starts");
     let (sig_addr, sig_task) = serve(signaling.router()).await;
 
-    let rest = Rest {
-        base: format!("http://{control_addr}"),
-        http: reqwest::Client::new(),
-    };
+    let rest = Rest::new(control_addr);
     let (alice, alice_id) = rest.user("alice").await;
     let (bob, bob_id) = rest.user("bob").await;
     let (s, chat) = rest

@@ -1,15 +1,16 @@
 //! One simulated participant: a str0m `Rtc` in RTP mode on its own loopback
-//! UDP socket, driven by a Tokio task.
+//! UDP socket (a [`convene_peer::Peer`]), driven by a Tokio task.
 //!
 //! A [`PeerBuilder`] makes the first SDP (a publisher's offer with audio and
 //! VP8 video, or a subscriber's data-channel-only offer, or an answer to a
 //! server offer for Janus subscribers); [`PeerBuilder::spawn`] moves the
 //! `Rtc` into its task. From then on the task owns it: it feeds datagrams
-//! and timeouts in, drains `poll_output` after every input (str0m's
-//! contract), sends what str0m transmits, writes the publisher's media on
-//! schedule, and accounts every received RTP packet in [`RecvStats`].
-//! Signaling talks to the task through [`PeerHandle`] (renegotiation
-//! offers, remote candidates).
+//! (read `recvmmsg` at a time) and timeouts in, drains `poll_output` after
+//! every input (str0m's contract), sends what str0m transmits in one
+//! `sendmmsg` per drain, writes the publisher's media on schedule, and
+//! accounts every received RTP packet in [`RecvStats`]. Signaling talks to
+//! the task through [`PeerHandle`] (renegotiation offers, remote
+//! candidates).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,13 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use convene_peer::{Handler, Peer};
 use parking_lot::Mutex;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
-use str0m::net::{Protocol, Receive};
+use str0m::net::Transmit;
 use str0m::rtp::{ExtensionValues, RtpWrite};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::{Candidate, Event, Rtc};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, trace, warn};
 
@@ -115,7 +117,6 @@ pub struct PeerBuilder {
     name: String,
     rtc: Rtc,
     socket: std::net::UdpSocket,
-    local: SocketAddr,
     pending: Option<SdpPendingOffer>,
     publish: Option<(PublishSpec, Mid, Mid)>,
     joined_at: Instant,
@@ -139,16 +140,11 @@ impl PeerBuilder {
         socket.bind(&SocketAddr::new(ip, 0).into())?;
         socket.set_nonblocking(true)?;
         let socket: std::net::UdpSocket = socket.into();
-        let local = socket.local_addr()?;
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
-        let cand =
-            Candidate::host(local, "udp").map_err(|e| PeerError::Candidate(e.to_string()))?;
-        rtc.add_local_candidate(cand);
+        let rtc = convene_peer::rtp_mode_rtc(Rtc::builder(), socket.local_addr()?)?;
         Ok(Self {
             name: name.into(),
             rtc,
             socket,
-            local,
             pending: None,
             publish: None,
             joined_at,
@@ -243,16 +239,16 @@ impl PeerBuilder {
             None => None,
         };
         let task = PeerTask {
-            name: self.name.clone(),
-            rtc: self.rtc,
-            socket,
-            local: self.local,
+            peer: Peer::new(socket, self.rtc)?,
             cmds: rx,
-            media,
-            stats: stats.clone(),
+            state: State {
+                name: self.name.clone(),
+                media,
+                stats: stats.clone(),
+                connected: false,
+            },
             shared: shared.clone(),
             stop: shared.stop_signal(),
-            connected: false,
         };
         let join = tokio::spawn(task.run());
         Ok(PeerHandle {
@@ -337,37 +333,40 @@ enum Wakeup {
 }
 
 struct PeerTask {
-    name: String,
-    rtc: Rtc,
-    socket: tokio::net::UdpSocket,
-    local: SocketAddr,
+    peer: Peer<tokio::net::UdpSocket>,
     cmds: mpsc::UnboundedReceiver<PeerCmd>,
-    media: Option<Publisher>,
-    stats: Arc<Mutex<RecvStats>>,
+    state: State,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+}
+
+/// What the task keeps of str0m's events.
+struct State {
+    name: String,
+    media: Option<Publisher>,
+    stats: Arc<Mutex<RecvStats>>,
     connected: bool,
 }
 
 impl PeerTask {
     async fn run(mut self) {
-        let mut buf = vec![0u8; 2048];
+        let mut timeout = self.peer.drain(&mut self.state);
         loop {
-            let timeout = match self.drain() {
+            let mut wake = match timeout {
                 Ok(t) => t,
                 Err(e) => {
-                    warn!(peer = %self.name, "str0m: {e}");
+                    warn!(peer = %self.state.name, "str0m: {e}");
                     break;
                 }
             };
-            let mut wake = timeout;
-            if !self.connected {
+            let connected = self.state.connected;
+            if !connected {
                 // Until connected, tick often: ICE checks are paced by
                 // timeouts str0m only reports once its agent has started.
                 wake = wake.min(Instant::now() + Duration::from_millis(20));
             }
-            if let Some(m) = &self.media {
-                if self.connected {
+            if let Some(m) = &self.state.media {
+                if connected {
                     wake = wake.min(m.next_due());
                 }
             }
@@ -378,10 +377,10 @@ impl PeerTask {
                 biased;
                 _ = self.stop.changed() => Wakeup::Stop,
                 cmd = self.cmds.recv() => cmd.map_or(Wakeup::Stop, Wakeup::Cmd),
-                r = self.socket.readable() => match r {
+                r = self.peer.socket().readable() => match r {
                     Ok(()) => Wakeup::Readable,
                     Err(e) => {
-                        warn!(peer = %self.name, "socket: {e}");
+                        warn!(peer = %self.state.name, "socket: {e}");
                         Wakeup::Stop
                     }
                 },
@@ -390,96 +389,47 @@ impl PeerTask {
             match wakeup {
                 Wakeup::Stop => break,
                 Wakeup::Cmd(cmd) => self.command(cmd),
-                Wakeup::Readable => self.receive_all(&mut buf),
+                Wakeup::Readable => {
+                    if let Err(e) = self.peer.receive(&mut self.state) {
+                        debug!(peer = %self.state.name, "receive: {e}");
+                    }
+                }
                 Wakeup::Timer => {}
             }
             let now = Instant::now();
-            if self.connected && self.shared.sending.load(Ordering::Relaxed) {
-                if let Some(m) = &mut self.media {
-                    m.send_due(&mut self.rtc, now, &self.socket);
+            if self.state.connected && self.shared.sending.load(Ordering::Relaxed) {
+                if let Some(m) = &mut self.state.media {
+                    m.send_due(&mut self.peer.rtc, now);
                 }
             }
-            if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-                warn!(peer = %self.name, "str0m timeout: {e}");
-                break;
-            }
+            // Sends what the media writes queued, in one batch with
+            // whatever str0m's timers add.
+            timeout = self.peer.tick(now, &mut self.state);
         }
-        self.rtc.disconnect();
-        let _ = self.drain();
-        trace!(peer = %self.name, "stopped");
+        self.peer.rtc.disconnect();
+        let _ = self.peer.drain(&mut self.state);
+        trace!(peer = %self.state.name, "stopped");
     }
 
     fn command(&mut self, cmd: PeerCmd) {
         match cmd {
             PeerCmd::AcceptOffer { sdp, reply } => {
+                let rtc = &mut self.peer.rtc;
                 let r = SdpOffer::from_sdp_string(&sdp)
                     .map_err(PeerError::from)
-                    .and_then(|o| self.rtc.sdp_api().accept_offer(o).map_err(PeerError::from))
+                    .and_then(|o| rtc.sdp_api().accept_offer(o).map_err(PeerError::from))
                     .map(|a| a.to_sdp_string());
                 let _ = reply.send(r);
             }
             PeerCmd::RemoteCandidate(c) => match parse_candidate(&c) {
-                Ok(c) => self.rtc.add_remote_candidate(c),
-                Err(e) => debug!(peer = %self.name, "ignored candidate: {e}"),
+                Ok(c) => self.peer.rtc.add_remote_candidate(c),
+                Err(e) => debug!(peer = %self.state.name, "ignored candidate: {e}"),
             },
         }
     }
+}
 
-    fn receive_all(&mut self, buf: &mut [u8]) {
-        loop {
-            let (n, source) = match self.socket.try_recv_from(buf) {
-                Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    debug!(peer = %self.name, "recv: {e}");
-                    return;
-                }
-            };
-            let now = Instant::now();
-            let Ok(contents) = buf[..n].try_into() else {
-                continue;
-            };
-            let input = Input::Receive(
-                now,
-                Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination: self.local,
-                    contents,
-                },
-            );
-            if let Err(e) = self.rtc.handle_input(input) {
-                debug!(peer = %self.name, "input: {e}");
-                continue;
-            }
-            if self.stats.lock().remote.is_none() {
-                self.stats.lock().remote = Some(source);
-            }
-            if let Err(e) = self.drain() {
-                debug!(peer = %self.name, "drain: {e}");
-            }
-        }
-    }
-
-    /// Poll str0m until it wants a timeout; returns when.
-    fn drain(&mut self) -> Result<Instant, str0m::RtcError> {
-        loop {
-            match self.rtc.poll_output()? {
-                Output::Timeout(t) => return Ok(t),
-                Output::Transmit(t) => {
-                    // Load stays on this machine: never send off loopback,
-                    // whatever candidates a server announces.
-                    if t.destination.ip().is_loopback() {
-                        let _ = self.socket.try_send_to(&t.contents, t.destination);
-                    } else {
-                        trace!(peer = %self.name, to = %t.destination, "not sent: off loopback");
-                    }
-                }
-                Output::Event(e) => self.event(e),
-            }
-        }
-    }
-
+impl Handler for State {
     fn event(&mut self, e: Event) {
         match e {
             Event::Connected => {
@@ -502,6 +452,24 @@ impl PeerTask {
             }
             _ => {}
         }
+    }
+
+    fn send(&mut self, t: &Transmit) -> bool {
+        // Load stays on this machine: never send off loopback, whatever
+        // candidates a server announces.
+        let ok = t.destination.ip().is_loopback();
+        if !ok {
+            trace!(peer = %self.name, to = %t.destination, "not sent: off loopback");
+        }
+        ok
+    }
+
+    fn receive(&mut self, source: SocketAddr, _datagram: &[u8]) -> bool {
+        let mut stats = self.stats.lock();
+        if stats.remote.is_none() {
+            stats.remote = Some(source);
+        }
+        true
     }
 }
 
@@ -615,12 +583,12 @@ impl Publisher {
         kbps * 125.0 * gop / fps / (gop - 1.0 + KEYFRAME_FACTOR)
     }
 
-    fn send_due(&mut self, rtc: &mut Rtc, now: Instant, socket: &tokio::net::UdpSocket) {
-        let mut writes = 0;
+    /// Write the audio and video now due; what str0m makes of them leaves
+    /// with the peer's next drain.
+    fn send_due(&mut self, rtc: &mut Rtc, now: Instant) {
         while self.next_audio <= now {
             self.next_audio += AUDIO_INTERVAL;
             self.send_audio(rtc, now);
-            writes += 1;
         }
         if self.next_frame <= now {
             // Late by more than a frame (overload): skip, don't burst.
@@ -629,26 +597,6 @@ impl Publisher {
                 self.next_frame += iv;
             }
             self.send_frame(rtc, now);
-            writes += 1;
-        }
-        if writes > 0 {
-            // Flush what str0m queued right away.
-            loop {
-                match rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => {
-                        if t.destination.ip().is_loopback() {
-                            let _ = socket.try_send_to(&t.contents, t.destination);
-                        }
-                    }
-                    Ok(Output::Timeout(_)) | Err(_) => break,
-                    // Events produced here (rare: feedback) are not needed by
-                    // a publisher; keyframe requests come with input.
-                    Ok(Output::Event(Event::KeyframeRequest(r))) => {
-                        self.keyframe_requested(r.mid, r.rid)
-                    }
-                    Ok(Output::Event(_)) => {}
-                }
-            }
         }
     }
 

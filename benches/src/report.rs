@@ -60,6 +60,24 @@ pub struct Measurement {
     /// The load generator's own CPU: near the number of cores means the
     /// generator, not the server, was the limit.
     pub loadgen_cpu_cores: Option<f64>,
+    /// Cores the generator can keep busy: its runtime's worker threads, at
+    /// most the machine's cores.
+    pub loadgen_cpu_limit_cores: Option<f64>,
+    /// The generator used most of those cores: the figures may show its own
+    /// limit rather than the server's.
+    pub loadgen_limited: Option<bool>,
+}
+
+/// Share of its cores above which the generator may be what limits a run.
+pub const LOADGEN_BUSY: f64 = 0.8;
+
+/// Cores the generator can keep busy: the Tokio runtime's worker threads
+/// (all peers run on them), at most the machine's cores.
+pub fn loadgen_cores() -> usize {
+    let machine = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers =
+        tokio::runtime::Handle::try_current().map_or(machine, |h| h.metrics().num_workers());
+    workers.clamp(1, machine)
 }
 
 impl Measurement {
@@ -76,6 +94,15 @@ impl Measurement {
         self.latency_ms = LatencyMs::of(w);
         self.subscriber_streams = w.streams;
         self.receivers_with_media = w.receivers;
+    }
+
+    /// The generator's CPU over the window, and whether it nears `limit`
+    /// cores (see [`loadgen_cores`]).
+    pub fn set_loadgen_cpu(&mut self, cores: f64, limit: usize) {
+        let limit = limit as f64;
+        self.loadgen_cpu_cores = Some(cores);
+        self.loadgen_cpu_limit_cores = Some(limit);
+        self.loadgen_limited = Some(cores >= LOADGEN_BUSY * limit);
     }
 
     pub fn set_cpu(&mut self, cores: f64) {
@@ -202,7 +229,16 @@ impl Report {
         );
         row(
             "load generator CPU",
-            format!("{} cores", opt(m.loadgen_cpu_cores, 2)),
+            format!(
+                "{} of {} cores{}",
+                opt(m.loadgen_cpu_cores, 2),
+                opt(m.loadgen_cpu_limit_cores, 0),
+                if m.loadgen_limited == Some(true) {
+                    " (the generator may be the limit)"
+                } else {
+                    ""
+                }
+            ),
         );
         if let Some(r) = &self.ramp {
             let _ = writeln!(
@@ -230,5 +266,21 @@ impl Report {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_generator_is_flagged() {
+        let mut m = Measurement::default();
+        m.set_loadgen_cpu(0.5, 2);
+        assert_eq!(m.loadgen_limited, Some(false));
+        m.set_loadgen_cpu(1.7, 2);
+        assert_eq!(m.loadgen_limited, Some(true));
+        assert_eq!(m.loadgen_cpu_limit_cores, Some(2.0));
+        assert!(loadgen_cores() >= 1);
     }
 }

@@ -16,7 +16,7 @@ use crate::janus::JanusApi;
 use crate::payload::StreamId;
 use crate::peer::{PeerBuilder, PeerHandle, PublishSpec, Shared};
 use crate::procstat::ProcWatch;
-use crate::report::{Measurement, RampReport, Report, Step};
+use crate::report::{loadgen_cores, Measurement, RampReport, Report, Step};
 use crate::signaling::SignalingApi;
 use crate::stats::{Percentiles, Window};
 use crate::LoadError;
@@ -514,7 +514,18 @@ impl Runner {
             m.rss_mb = s.rss_mb().ok();
         }
         if let (Some(s), Some(a), Some(b)) = (&self.own, own0, own1) {
-            m.loadgen_cpu_cores = Some(s.cores_between(a, b));
+            let limit = loadgen_cores();
+            let cores = s.cores_between(a, b);
+            m.set_loadgen_cpu(cores, limit);
+            if m.loadgen_limited == Some(true) {
+                warn!(
+                    loadgen_cpu_cores = format!("{cores:.2}"),
+                    limit,
+                    "the load generator kept most of its cores busy: it may be the limit \
+                     of this run, not the server (use a bigger machine or fewer peers per \
+                     generator)"
+                );
+            }
         }
         m
     }

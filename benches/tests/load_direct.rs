@@ -53,6 +53,9 @@ async fn direct_mode_one_publisher_two_subscribers() {
         "sfu_cpu_cores",
         "subscriber_streams_per_core",
         "rss_mb",
+        "loadgen_cpu_cores",
+        "loadgen_cpu_limit_cores",
+        "loadgen_limited",
     ] {
         assert!(v.get(key).is_some(), "{key} missing in {v}");
     }

@@ -541,7 +541,11 @@ pub(crate) struct EmailQuery {
     email: String,
 }
 
-/// Look a user up by email.
+/// Find a user you already know, by email.
+///
+/// Finds the caller, or a user who shares a team or a chat with the caller,
+/// by exact email (case-insensitive). Anyone else is 404 like an unknown
+/// address, so the endpoint cannot tell who has an account.
 #[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(EmailQuery),
     responses((status = 200, body = User), (status = 404, body = Problem)))]
 async fn user_by_email(

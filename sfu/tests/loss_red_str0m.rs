@@ -12,16 +12,17 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::str0m_client::{self, answer_renegotiation, run_for, run_until};
+use convene_peer::Handler;
 use convene_sfu::{SfuConfig, SfuEvent, SfuHandle, VideoQuality};
-use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::Transmit;
 use str0m::rtp::RtpWrite;
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+use str0m::{Event, Rtc, RtcConfig};
 use tokio::sync::broadcast;
 
 /// Drops every `every`-th RTP datagram of payload type `pt` while `on`.
@@ -72,10 +73,8 @@ struct Received {
     sender_report_seen: bool,
 }
 
-struct Client {
-    rtc: Rtc,
-    socket: UdpSocket,
-    addr: SocketAddr,
+/// What a client saw, and the loss it injects.
+struct Seen {
     received: Vec<Received>,
     keyframe_wanted: bool,
     loss_out: Loss,
@@ -90,106 +89,74 @@ struct Client {
     ingress_sr: bool,
 }
 
-impl Client {
-    fn new(config: RtcConfig) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let addr = socket.local_addr().unwrap();
-        let mut rtc = config
-            .set_rtp_mode(true)
-            .set_stats_interval(Some(Duration::from_millis(200)))
-            .build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        Self {
-            rtc,
-            socket,
-            addr,
-            received: Vec::new(),
-            keyframe_wanted: true,
-            loss_out: Loss::new(10),
-            loss_in: Loss::new(10),
-            egress_nacks: 0,
-            egress_rr: false,
-            ingress_nacks: 0,
-            ingress_sr: false,
-        }
-    }
-
-    fn drain(&mut self) {
-        loop {
-            match self.rtc.poll_output().expect("poll") {
-                Output::Timeout(_) => return,
-                Output::Transmit(t) => {
-                    if !self.loss_out.drop(&t.contents) {
-                        let _ = self.socket.send_to(&t.contents, t.destination);
-                    }
-                }
-                Output::Event(Event::RtpPacket(p)) => self.received.push(Received {
-                    pt: p.header.payload_type,
-                    seq: *p.seq_no,
-                    payload: p.payload.to_vec(),
-                    sender_report_seen: p.last_sender_info.is_some(),
-                }),
-                Output::Event(Event::KeyframeRequest(_)) => self.keyframe_wanted = true,
-                Output::Event(Event::MediaEgressStats(s)) => {
-                    self.egress_nacks = self.egress_nacks.max(s.nacks);
-                    self.egress_rr |= s.remote.is_some();
-                }
-                Output::Event(Event::MediaIngressStats(s)) => {
-                    self.ingress_nacks = self.ingress_nacks.max(s.nacks);
-                    self.ingress_sr |= s.remote.is_some();
-                }
-                Output::Event(_) => {}
+impl Handler for Seen {
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::RtpPacket(p) => self.received.push(Received {
+                pt: p.header.payload_type,
+                seq: *p.seq_no,
+                payload: p.payload.to_vec(),
+                sender_report_seen: p.last_sender_info.is_some(),
+            }),
+            Event::KeyframeRequest(_) => self.keyframe_wanted = true,
+            Event::MediaEgressStats(s) => {
+                self.egress_nacks = self.egress_nacks.max(s.nacks);
+                self.egress_rr |= s.remote.is_some();
             }
-        }
-    }
-
-    fn pump(&mut self, now: Instant) {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, source)) = self.socket.recv_from(&mut buf) {
-            if self.loss_in.drop(&buf[..n]) {
-                continue;
+            Event::MediaIngressStats(s) => {
+                self.ingress_nacks = self.ingress_nacks.max(s.nacks);
+                self.ingress_sr |= s.remote.is_some();
             }
-            let Ok(contents) = buf[..n].try_into() else {
-                continue;
-            };
-            let input = Input::Receive(
-                now,
-                Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination: self.addr,
-                    contents,
-                },
-            );
-            let _ = self.rtc.handle_input(input);
-            self.drain();
+            _ => {}
         }
-        self.rtc.handle_input(Input::Timeout(now)).unwrap();
-        self.drain();
     }
 
-    fn pt_of(&self, codec: Codec) -> Pt {
-        self.rtc
-            .codec_config()
-            .find(|p| p.spec().codec == codec)
-            .expect("codec negotiated")
-            .pt()
+    fn send(&mut self, t: &Transmit) -> bool {
+        !self.loss_out.drop(&t.contents)
     }
 
-    fn red_pt(&self) -> Option<Pt> {
-        self.rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .and_then(|p| p.red())
+    fn receive(&mut self, _source: SocketAddr, datagram: &[u8]) -> bool {
+        !self.loss_in.drop(datagram)
     }
+}
 
-    fn write(&mut self, mid: Mid, w: RtpWrite) {
-        let mut api = self.rtc.direct_api();
-        let stream = api.stream_tx_by_mid(mid, None).expect("tx stream");
-        stream.write_rtp(w);
-        self.drain();
-    }
+type Client = str0m_client::Client<Seen>;
+
+fn client(config: RtcConfig) -> Client {
+    let seen = Seen {
+        received: Vec::new(),
+        keyframe_wanted: true,
+        loss_out: Loss::new(10),
+        loss_in: Loss::new(10),
+        egress_nacks: 0,
+        egress_rr: false,
+        ingress_nacks: 0,
+        ingress_sr: false,
+    };
+    Client::new(
+        config.set_stats_interval(Some(Duration::from_millis(200))),
+        seen,
+    )
+}
+
+fn red_of(c: &Client) -> Option<Pt> {
+    c.peer
+        .rtc
+        .codec_config()
+        .find(|p| p.spec().codec == Codec::Opus)
+        .and_then(|p| p.red())
+}
+
+/// The highest sequence number `c` has received.
+fn newest_seq(c: &Client) -> u64 {
+    c.seen.received.iter().map(|r| r.seq).max().unwrap()
+}
+
+fn write(c: &mut Client, mid: Mid, w: RtpWrite) {
+    let mut api = c.peer.rtc.direct_api();
+    let stream = api.stream_tx_by_mid(mid, None).expect("tx stream");
+    stream.write_rtp(w);
+    c.drain();
 }
 
 /// Join `c` with one send-only m-line of `kind` (or only a data channel);
@@ -201,8 +168,7 @@ async fn join(
     c: &mut Client,
     kind: Option<MediaKind>,
 ) -> Option<Mid> {
-    let mut change = c.rtc.sdp_api();
-    let mid = match kind {
+    str0m_client::join(handle, room, id, c, |change| match kind {
         Some(k) => Some(change.add_media(
             k,
             Direction::SendOnly,
@@ -214,50 +180,8 @@ async fn join(
             change.add_channel("convene".into());
             None
         }
-    };
-    let (offer, pending) = change.apply().unwrap();
-    let answer = handle
-        .join(room, id, id, &offer.to_sdp_string(), Default::default())
-        .await
-        .unwrap();
-    c.rtc
-        .sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-        .unwrap();
-    c.drain();
-    mid
-}
-
-/// Pump every client for `d`, calling `step` before each round.
-fn run_for(
-    d: Duration,
-    clients: &mut [&mut Client],
-    mut step: impl FnMut(&mut [&mut Client], Instant),
-) {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        let now = Instant::now();
-        step(clients, now);
-        for c in clients.iter_mut() {
-            c.pump(now);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Pump until `done` or the deadline; panics with `what` on timeout.
-fn run_until(
-    deadline: Duration,
-    what: &str,
-    clients: &mut [&mut Client],
-    mut step: impl FnMut(&mut [&mut Client], Instant),
-    mut done: impl FnMut(&mut [&mut Client]) -> bool,
-) {
-    let end = Instant::now() + deadline;
-    while !done(clients) {
-        assert!(Instant::now() < end, "timed out: {what}");
-        run_for(Duration::from_millis(20), clients, &mut step);
-    }
+    })
+    .await
 }
 
 /// Subscribe `sub` and answer the SFU's renegotiation offer.
@@ -273,30 +197,7 @@ async fn subscribe(
         .subscribe(room, id, &[track.to_string()], VideoQuality::High)
         .await
         .unwrap();
-    let offer = loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .expect("renegotiation offer in time")
-            .unwrap()
-        {
-            SfuEvent::RenegotiationOffer {
-                participant_id,
-                offer_sdp,
-                ..
-            } if participant_id == id => break offer_sdp,
-            _ => {}
-        }
-    };
-    let answer = c
-        .rtc
-        .sdp_api()
-        .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
-        .unwrap();
-    c.drain();
-    handle
-        .handle_answer(room, id, &answer.to_sdp_string())
-        .await
-        .unwrap();
+    answer_renegotiation(handle, events, room, id, c, Duration::from_secs(10)).await;
 }
 
 /// Wait (pumping both peers, blocking: these tests have few packets) until
@@ -339,7 +240,7 @@ impl Vp8Source {
         }
         self.next = now + Duration::from_millis(33);
         let pt = publisher.pt_of(Codec::Vp8);
-        let key = std::mem::take(&mut publisher.keyframe_wanted);
+        let key = std::mem::take(&mut publisher.seen.keyframe_wanted);
         for k in 0..3u8 {
             let mut payload = vec![
                 if k == 0 { 0x10 } else { 0x00 },
@@ -349,7 +250,7 @@ impl Vp8Source {
             let w = RtpWrite::new(pt, self.seq.into(), self.frame * 3000, now, payload)
                 .marker(k == 2)
                 .nackable(true);
-            publisher.write(self.mid, w);
+            write(publisher, self.mid, w);
             self.seq += 1;
         }
         self.frame += 1;
@@ -376,11 +277,11 @@ async fn lossy(uplink: bool, downlink: bool) {
     let mut events = handle.events();
     let room = "lossy";
 
-    let mut publisher = Client::new(Rtc::builder());
+    let mut publisher = client(Rtc::builder());
     let mid = join(&handle, room, "pub", &mut publisher, Some(MediaKind::Video))
         .await
         .unwrap();
-    let mut subscriber = Client::new(Rtc::builder());
+    let mut subscriber = client(Rtc::builder());
     join(&handle, room, "sub", &mut subscriber, None).await;
     let track = wait_published(&mut events, &mut [&mut publisher, &mut subscriber]);
 
@@ -401,15 +302,15 @@ async fn lossy(uplink: bool, downlink: bool) {
         "first packets at the subscriber",
         &mut clients,
         &mut step,
-        |c| c[1].received.len() >= 30,
+        |c| c[1].seen.received.len() >= 30,
     );
     let vp8_pub = clients[0].pt_of(Codec::Vp8);
     let vp8_sub = clients[1].pt_of(Codec::Vp8);
-    clients[0].loss_out.pt = Some(*vp8_pub);
-    clients[1].loss_in.pt = Some(*vp8_sub);
-    clients[0].loss_out.on = uplink;
-    clients[1].loss_in.on = downlink;
-    let window_start = clients[1].received.iter().map(|r| r.seq).max().unwrap();
+    clients[0].seen.loss_out.pt = Some(*vp8_pub);
+    clients[1].seen.loss_in.pt = Some(*vp8_sub);
+    clients[0].seen.loss_out.on = uplink;
+    clients[1].seen.loss_in.on = downlink;
+    let window_start = newest_seq(clients[1]);
 
     // 10 % loss until 30 packets are gone (about 300 packets, 3.3 s).
     run_until(
@@ -417,11 +318,11 @@ async fn lossy(uplink: bool, downlink: bool) {
         "30 packets dropped",
         &mut clients,
         &mut step,
-        |c| c[0].loss_out.dropped + c[1].loss_in.dropped >= 30,
+        |c| c[0].seen.loss_out.dropped + c[1].seen.loss_in.dropped >= 30,
     );
-    clients[0].loss_out.on = false;
-    clients[1].loss_in.on = false;
-    let window_end = clients[1].received.iter().map(|r| r.seq).max().unwrap();
+    clients[0].seen.loss_out.on = false;
+    clients[1].seen.loss_in.on = false;
+    let window_end = newest_seq(clients[1]);
     assert!(
         window_end >= window_start + 200,
         "{window_start}..{window_end}"
@@ -429,7 +330,7 @@ async fn lossy(uplink: bool, downlink: bool) {
 
     // Every sequence number of the lossy window arrives, late or not.
     let missing = |c: &Client| -> Vec<u64> {
-        let got: BTreeSet<u64> = c.received.iter().map(|r| r.seq).collect();
+        let got: BTreeSet<u64> = c.seen.received.iter().map(|r| r.seq).collect();
         (window_start..=window_end)
             .filter(|s| !got.contains(s))
             .collect()
@@ -440,8 +341,8 @@ async fn lossy(uplink: bool, downlink: bool) {
     }
     let gaps = missing(clients[1]);
     assert!(gaps.is_empty(), "never received: {gaps:?}");
-    let pub_dropped = clients[0].loss_out.dropped;
-    let sub_dropped = clients[1].loss_in.dropped;
+    let pub_dropped = clients[0].seen.loss_out.dropped;
+    let sub_dropped = clients[1].seen.loss_in.dropped;
 
     // The repairs are visible in the SFU's metrics and the peers' stats
     // (stats events come every second: wait for them).
@@ -452,14 +353,18 @@ async fn lossy(uplink: bool, downlink: bool) {
         &mut clients,
         &mut step,
         |c| {
-            let up = !uplink || (m.nacks_sent.get() > 0 && c[0].egress_nacks > 0);
-            let down = !downlink || (m.nacks.get() > 0 && c[1].ingress_nacks > 0);
-            up && down && c[1].ingress_sr && c[0].egress_rr
+            let up = !uplink || (m.nacks_sent.get() > 0 && c[0].seen.egress_nacks > 0);
+            let down = !downlink || (m.nacks.get() > 0 && c[1].seen.ingress_nacks > 0);
+            up && down && c[1].seen.ingress_sr && c[0].seen.egress_rr
         },
     );
     // RTCP both ways: the subscriber got sender reports for the forwarded
     // stream (also tagged on its packets), the publisher receiver reports.
-    assert!(clients[1].received.iter().any(|r| r.sender_report_seen));
+    assert!(clients[1]
+        .seen
+        .received
+        .iter()
+        .any(|r| r.sender_report_seen));
     if !uplink {
         assert_eq!(pub_dropped, 0);
     }
@@ -473,8 +378,8 @@ async fn lossy(uplink: bool, downlink: bool) {
         window_end - window_start + 1,
         m.nacks.get(),
         m.nacks_sent.get(),
-        clients[0].egress_nacks,
-        clients[1].ingress_nacks,
+        clients[0].seen.egress_nacks,
+        clients[1].seen.ingress_nacks,
         m.packets_received.get(),
         m.bytes_received.get(),
         m.packets_sent.get(),
@@ -516,20 +421,20 @@ async fn red() {
     let room = "red";
     let with_red = || Rtc::builder().enable_opus(true, true);
 
-    let mut publisher = Client::new(with_red());
+    let mut publisher = client(with_red());
     let mid = join(&handle, room, "pub", &mut publisher, Some(MediaKind::Audio))
         .await
         .unwrap();
-    let mut plain = Client::new(Rtc::builder());
+    let mut plain = client(Rtc::builder());
     join(&handle, room, "plain", &mut plain, None).await;
-    let mut redsub = Client::new(with_red());
+    let mut redsub = client(with_red());
     join(&handle, room, "redsub", &mut redsub, None).await;
     let track = wait_published(&mut events, &mut [&mut publisher, &mut plain, &mut redsub]);
     subscribe(&handle, &mut events, room, "plain", &mut plain, &track).await;
     subscribe(&handle, &mut events, room, "redsub", &mut redsub, &track).await;
 
     let opus = publisher.pt_of(Codec::Opus);
-    let red_pt = publisher.red_pt().expect("publisher negotiated RED");
+    let red_pt = red_of(&publisher).expect("publisher negotiated RED");
     // Frame n's Opus bytes: a TOC byte and the frame number.
     let frame = |n: u32| -> Vec<u8> {
         let mut f = vec![0xfc];
@@ -556,20 +461,21 @@ async fn red() {
             let payload = red_payload(*opus, &prev, &frame(n), bias);
             let seq = 7000 + n as u64;
             sent.insert(seq, (n, payload.clone()));
-            c[0].write(
+            write(
+                c[0],
                 mid,
                 RtpWrite::new(red_pt, seq.into(), n * 960, now, payload),
             );
             n += 1;
         },
-        |c| c[1].received.len() >= 60 && c[2].received.len() >= 60,
+        |c| c[1].seen.received.len() >= 60 && c[2].seen.received.len() >= 60,
     );
 
     // Without RED: Opus only, exactly each well-formed packet's primary.
     let plain_opus = clients[1].pt_of(Codec::Opus);
-    assert_eq!(clients[1].red_pt(), None, "plain subscriber has no RED");
+    assert_eq!(red_of(clients[1]), None, "plain subscriber has no RED");
     let mut plain_frames = Vec::new();
-    for r in &clients[1].received {
+    for r in &clients[1].seen.received {
         assert_eq!(r.pt, plain_opus);
         assert_eq!(r.payload.len(), 5, "primary block only: {:?}", r.payload);
         let f = u32::from_be_bytes(r.payload[1..5].try_into().unwrap());
@@ -580,14 +486,14 @@ async fn red() {
         plain_frames.push(f);
     }
     // With RED: the packets as sent, malformed ones too, on its RED PT.
-    let sub_red = clients[2].red_pt().expect("RED negotiated with redsub");
+    let sub_red = red_of(clients[2]).expect("RED negotiated with redsub");
     let mut red_malformed = 0;
-    let first_seq = clients[2].received[0].seq;
+    let first_seq = clients[2].seen.received[0].seq;
     let (first_n, _) = sent
         .values()
-        .find(|(_, p)| *p == clients[2].received[0].payload)
+        .find(|(_, p)| *p == clients[2].seen.received[0].payload)
         .expect("first RED packet was sent");
-    for r in &clients[2].received {
+    for r in &clients[2].seen.received {
         assert_eq!(r.pt, sub_red);
         let n = first_n + (r.seq - first_seq) as u32;
         let (_, p) = &sent[&(7000 + n as u64)];

@@ -4,88 +4,51 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::str0m_client::{self, answer_renegotiation, join};
+use convene_peer::Handler;
 use convene_sfu::{SfuConfig, SfuEvent, VideoQuality};
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
-use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::{Event, Rtc};
 
 const RIDS: [&str; 3] = ["q", "h", "f"];
 
-struct Client {
-    rtc: Rtc,
-    socket: UdpSocket,
-    addr: SocketAddr,
+/// What a client saw.
+struct Seen {
     /// (layer marker byte, seq, keyframe) of received video packets.
     received: Vec<(u8, u16, bool)>,
     keyframe_wanted: [bool; 3],
 }
 
-impl Client {
-    fn new() -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let addr = socket.local_addr().unwrap();
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        Self {
-            rtc,
-            socket,
-            addr,
-            received: Vec::new(),
-            keyframe_wanted: [true; 3],
-        }
-    }
-
-    fn drain(&mut self) {
-        loop {
-            match self.rtc.poll_output().expect("poll") {
-                Output::Timeout(_) => return,
-                Output::Transmit(t) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination);
-                }
-                Output::Event(Event::RtpPacket(p)) => {
-                    let layer = p.payload.get(2).copied().unwrap_or(255);
-                    let key =
-                        p.payload.get(1).is_some_and(|b| b & 1 == 0) && p.payload[0] & 0x10 != 0;
-                    self.received.push((layer, p.header.sequence_number, key));
-                }
-                Output::Event(Event::KeyframeRequest(r)) => {
-                    if let Some(i) = r.rid.and_then(|rid| RIDS.iter().position(|x| **x == *rid)) {
-                        self.keyframe_wanted[i] = true;
-                    }
-                }
-                Output::Event(_) => {}
+impl Handler for Seen {
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::RtpPacket(p) => {
+                let layer = p.payload.get(2).copied().unwrap_or(255);
+                let key = p.payload.get(1).is_some_and(|b| b & 1 == 0) && p.payload[0] & 0x10 != 0;
+                self.received.push((layer, p.header.sequence_number, key));
             }
+            Event::KeyframeRequest(r) => {
+                if let Some(i) = r.rid.and_then(|rid| RIDS.iter().position(|x| **x == *rid)) {
+                    self.keyframe_wanted[i] = true;
+                }
+            }
+            _ => {}
         }
     }
+}
 
-    fn pump(&mut self, now: Instant) {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, source)) = self.socket.recv_from(&mut buf) {
-            let Ok(contents) = buf[..n].try_into() else {
-                continue;
-            };
-            let input = Input::Receive(
-                now,
-                Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination: self.addr,
-                    contents,
-                },
-            );
-            let _ = self.rtc.handle_input(input);
-            self.drain();
-        }
-        self.rtc.handle_input(Input::Timeout(now)).unwrap();
-        self.drain();
-    }
+type Client = str0m_client::Client<Seen>;
+
+fn client() -> Client {
+    let seen = Seen {
+        received: Vec::new(),
+        keyframe_wanted: [true; 3],
+    };
+    Client::new(Rtc::builder(), seen)
 }
 
 /// Runs both peers' network loops for `d` (blocking; these tests have few
@@ -104,14 +67,9 @@ impl Media {
             return;
         }
         self.next_frame = now + Duration::from_millis(33);
-        let pt = publisher
-            .rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::Vp8)
-            .unwrap()
-            .pt();
+        let pt = publisher.pt_of(Codec::Vp8);
         for (i, rid) in RIDS.iter().enumerate() {
-            let key = std::mem::take(&mut publisher.keyframe_wanted[i]);
+            let key = std::mem::take(&mut publisher.seen.keyframe_wanted[i]);
             for k in 0..2u8 {
                 // VP8 descriptor: S bit on the first packet; payload header
                 // P bit clear on a keyframe. Byte 2 tags the layer.
@@ -124,7 +82,7 @@ impl Media {
                 let seq = self.seq[i];
                 self.seq[i] += 1;
                 let ts = (self.frame * 3000) as u32 + 1_000_000 * i as u32;
-                let mut api = publisher.rtc.direct_api();
+                let mut api = publisher.peer.rtc.direct_api();
                 let stream = api
                     .stream_tx_by_mid(self.mid, Some(Rid::from(*rid)))
                     .expect("tx stream for rid");
@@ -138,18 +96,13 @@ impl Media {
         }
         // One Opus packet per step, loud (-20 dBov) with voice activity,
         // so the room's speaker detection sees the publisher talking.
-        let opus = publisher
-            .rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .unwrap()
-            .pt();
+        let opus = publisher.pt_of(Codec::Opus);
         let ext = ExtensionValues {
             audio_level: Some(-20),
             voice_activity: Some(true),
             ..Default::default()
         };
-        let mut api = publisher.rtc.direct_api();
+        let mut api = publisher.peer.rtc.direct_api();
         if let Some(stream) = api.stream_tx_by_mid(self.audio_mid, None) {
             stream.write_rtp(
                 RtpWrite::new(
@@ -168,14 +121,7 @@ impl Media {
 }
 
 fn run_for(d: Duration, p: &mut Client, s: &mut Client, media: &mut Media) {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        let now = Instant::now();
-        media.step(p, now);
-        p.pump(now);
-        s.pump(now);
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    str0m_client::run_for(d, &mut [p, s], |c, now| media.step(c[0], now));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,65 +138,36 @@ async fn run() {
     let room = "sim";
 
     // Publisher: one video m-line with three send rids.
-    let mut publisher = Client::new();
+    let mut publisher = client();
     let mut sim = Simulcast::new();
     for r in RIDS {
         sim.add_send_layer(SimulcastLayer::new(r));
     }
-    let mut change = publisher.rtc.sdp_api();
-    let audio_mid = change.add_media(
-        MediaKind::Audio,
-        Direction::SendOnly,
-        Some("pub".into()),
-        Some("mic".into()),
-        None,
-    );
-    let mid = change.add_media(
-        MediaKind::Video,
-        Direction::SendOnly,
-        Some("pub".into()),
-        Some("cam".into()),
-        Some(sim),
-    );
-    let (offer, pending): (SdpOffer, SdpPendingOffer) = change.apply().unwrap();
-    let answer = handle
-        .join(
-            room,
-            "pub",
-            "pub",
-            &offer.to_sdp_string(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    publisher
-        .rtc
-        .sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-        .unwrap();
-    publisher.drain();
+    let (audio_mid, mid) = join(&handle, room, "pub", &mut publisher, |change| {
+        let audio_mid = change.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some("pub".into()),
+            Some("mic".into()),
+            None,
+        );
+        let mid = change.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some("pub".into()),
+            Some("cam".into()),
+            Some(sim),
+        );
+        (audio_mid, mid)
+    })
+    .await;
 
     // Subscriber: just a data channel to start with.
-    let mut subscriber = Client::new();
-    let mut change = subscriber.rtc.sdp_api();
-    change.add_channel("convene".into());
-    let (offer, pending) = change.apply().unwrap();
-    let answer = handle
-        .join(
-            room,
-            "sub",
-            "sub",
-            &offer.to_sdp_string(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    subscriber
-        .rtc
-        .sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-        .unwrap();
-    subscriber.drain();
+    let mut subscriber = client();
+    join(&handle, room, "sub", &mut subscriber, |change| {
+        change.add_channel("convene".into());
+    })
+    .await;
 
     let mut media = Media {
         mid,
@@ -277,31 +194,15 @@ async fn run() {
         .await
         .unwrap();
     // Answer the SFU's renegotiation offer.
-    let mut seen = Vec::new();
-    let offer_sdp = loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            SfuEvent::RenegotiationOffer {
-                participant_id,
-                offer_sdp,
-                ..
-            } if participant_id == "sub" => break offer_sdp,
-            e => seen.push(e),
-        }
-    };
-    let answer = subscriber
-        .rtc
-        .sdp_api()
-        .accept_offer(SdpOffer::from_sdp_string(&offer_sdp).unwrap())
-        .unwrap();
-    subscriber.drain();
-    handle
-        .handle_answer(room, "sub", &answer.to_sdp_string())
-        .await
-        .unwrap();
+    let mut seen = answer_renegotiation(
+        &handle,
+        &mut events,
+        room,
+        "sub",
+        &mut subscriber,
+        Duration::from_secs(5),
+    )
+    .await;
 
     run_for(
         Duration::from_millis(1200),
@@ -309,7 +210,7 @@ async fn run() {
         &mut subscriber,
         &mut media,
     );
-    let low: Vec<_> = subscriber.received.clone();
+    let low: Vec<_> = subscriber.seen.received.clone();
     assert!(low.len() >= 20, "received {} packets", low.len());
     assert!(
         low.iter().all(|(l, _, _)| *l == 0),
@@ -333,7 +234,7 @@ async fn run() {
         &mut subscriber,
         &mut media,
     );
-    let all = subscriber.received.clone();
+    let all = subscriber.seen.received.clone();
     let first_high = all
         .iter()
         .position(|(l, _, _)| *l == 2)

@@ -2,6 +2,7 @@
 //! control plane + signaling service (+ SFU) on one loopback HTTP port.
 #![allow(dead_code)]
 
+pub mod rest;
 pub mod roles;
 pub mod scenarios;
 
@@ -120,9 +121,7 @@ pub async fn node_setup(
     .expect("signaling starts");
     let app = control.router().merge(signaling.router());
     let signaling = signaling.clone();
-    let task = tokio::spawn(async move {
-        let _ = convene_control::serve(listener, app, std::future::pending()).await;
-    });
+    let task = rest::serve_on(listener, app);
     Node {
         base: format!("http://{addr}"),
         ws: format!("ws://{addr}/v1/ws"),

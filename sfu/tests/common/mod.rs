@@ -19,6 +19,8 @@ use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 
+pub mod str0m_client;
+
 pub fn init_log() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
