@@ -144,22 +144,14 @@ fn actor(user: Uuid) -> Actor {
 
 #[async_trait]
 impl ControlPort for InProcessControl {
-    async fn verify(&self, token: &str) -> Result<Admission, PortError> {
-        let c = self
-            .0
-            .verify_room_token(token)
-            .await
-            .map_err(control_error)?;
-        Ok(Admission {
-            conference_id: c.conf,
-            user_id: c.sub,
-            name: c.name,
-            moderator: c.grants.moderator,
-            waiting: c.grants.waiting,
-            can_publish: c.grants.can_publish,
-            can_subscribe: c.grants.can_subscribe,
-            can_publish_data: c.grants.can_publish_data,
-        })
+    async fn verify(&self, token: &str, resume: bool) -> Result<Admission, PortError> {
+        let c = if resume {
+            self.0.verify_room_token_for_resume(token).await
+        } else {
+            self.0.verify_room_token(token).await
+        }
+        .map_err(control_error)?;
+        Ok(Admission::from_claims_now(c))
     }
 
     async fn waiting_entries(&self, conference: Uuid) -> Result<Vec<WaitingEntryInfo>, PortError> {

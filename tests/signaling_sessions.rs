@@ -245,6 +245,68 @@ async fn a_heartbeat_close_can_be_resumed() {
     assert!(!seen.iter().any(left_or_joined), "{seen:?}");
 }
 
+/// A resume after the room token's lifetime keeps the seat: the token the
+/// client joined with has expired, the resume token proves the seat. A
+/// fresh join with that token is still refused.
+#[tokio::test]
+async fn a_resume_after_the_room_token_expired_keeps_the_seat() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let n = one_node(
+        &db,
+        Setup {
+            control: |c| c.room_token_ttl = 1,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (ada, _) = n.user("ada").await;
+    let conf = n.conference(&ada, &[], false).await;
+    let (token, _) = n.join_token(&ada, conf).await;
+    let mut a = n.connect().await;
+    a.join(&token).await;
+    let (pid, resume) = a.expect("joined", joined).await;
+    // The meeting goes on past the token's lifetime (and the verifier's
+    // leeway).
+    let deadline = tokio::time::Instant::now() + support::STEP;
+    while n.control.verify_room_token(&token).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the token never expired"
+        );
+        a.until_pong().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The connection breaks without a close frame.
+    drop(a);
+    let mut again = n.connect().await;
+    again
+        .send(&ClientMessage::Join {
+            token: token.clone(),
+            resume_token: Some(resume),
+        })
+        .await;
+    let back = again
+        .expect("joined again", |m| match m {
+            ServerMessage::Joined { participant_id, .. } => Some(participant_id.clone()),
+            ServerMessage::Error { code, message } => panic!("resume refused: {code:?} {message}"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(back, pid, "the same seat");
+    let mut fresh = n.connect().await;
+    fresh.join(&token).await;
+    let code = fresh
+        .expect("refused", |m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            ServerMessage::Joined { .. } => panic!("an expired token joined"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, convene_proto::signaling::ErrorCode::Unauthorized);
+}
+
 #[tokio::test]
 async fn ice_timeout_is_told_and_a_new_offer_restarts_media() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else {

@@ -61,7 +61,17 @@ impl Keys {
     }
 
     fn decode<T: DeserializeOwned>(&self, token: &str, audience: &str) -> Result<T, ApiError> {
+        self.decode_with(token, audience, true)
+    }
+
+    fn decode_with<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+        validate_exp: bool,
+    ) -> Result<T, ApiError> {
         let mut v = Validation::new(Algorithm::HS256);
+        v.validate_exp = validate_exp;
         v.set_audience(&[audience]);
         v.set_required_spec_claims(&["exp", "aud", "sub"]);
         v.leeway = LEEWAY_SECS;
@@ -91,6 +101,12 @@ impl Keys {
 
     pub fn decode_room(&self, token: &str) -> Result<RoomClaims, ApiError> {
         self.decode(token, ROOM_TOKEN_AUDIENCE)
+    }
+
+    /// A room token whatever its age (for resumes; see
+    /// [`Control::verify_room_token_for_resume`]).
+    pub fn decode_room_any_age(&self, token: &str) -> Result<RoomClaims, ApiError> {
+        self.decode_with(token, ROOM_TOKEN_AUDIENCE, false)
     }
 }
 
@@ -203,7 +219,21 @@ impl Control {
     /// team admin made a member) rejoins without moderator rights, and one
     /// promoted gets them, without waiting for the token to expire.
     pub async fn verify_room_token(&self, token: &str) -> Result<RoomClaims, ApiError> {
-        let mut claims = self.keys().decode_room(token)?;
+        let claims = self.keys().decode_room(token)?;
+        self.check_room_claims(claims).await
+    }
+
+    /// As [`Control::verify_room_token`], but the token may have expired: a
+    /// client resuming its seat after the token's lifetime (a long meeting)
+    /// still has the token it joined with, and proves the seat with its
+    /// resume token. Revocation, team membership and the conference are
+    /// checked as for a join.
+    pub async fn verify_room_token_for_resume(&self, token: &str) -> Result<RoomClaims, ApiError> {
+        let claims = self.keys().decode_room_any_age(token)?;
+        self.check_room_claims(claims).await
+    }
+
+    async fn check_room_claims(&self, mut claims: RoomClaims) -> Result<RoomClaims, ApiError> {
         let mut conn = self.db().pool.acquire().await?;
         let row = sqlx::query("SELECT team_id, ended_at FROM conferences WHERE id = $1")
             .bind(claims.conf.to_string())

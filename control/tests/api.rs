@@ -304,6 +304,26 @@ async fn forged_and_expired_tokens_are_refused(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.status().as_u16(), 401);
+    // For a resume the same token is accepted (the seat is proven by the
+    // resume token), over the internal API too; a forged one still is not.
+    let resumed = app
+        .control
+        .verify_room_token_for_resume(&expired_room)
+        .await
+        .unwrap();
+    assert_eq!(resumed.sub, claims.sub);
+    let secret = app.control.config().internal_secret.clone().unwrap();
+    for (allow_expired, status) in [(false, 401), (true, 200)] {
+        let r = app
+            .client
+            .post(format!("{}/v1/internal/tokens/verify", app.base))
+            .bearer_auth(&secret)
+            .json(&json!({"token": expired_room, "allow_expired": allow_expired}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "allow_expired {allow_expired}");
+    }
     claims.exp = now + 600;
     let forged_room = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),

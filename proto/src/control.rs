@@ -376,4 +376,9 @@ pub struct RoomClaims {
 #[serde(deny_unknown_fields)]
 pub struct VerifyTokenRequest {
     pub token: String,
+    /// A resume: accept the token past its expiry (the seat is proven by
+    /// the resume token, which only the connected client holds). Signature,
+    /// revocation and the conference are checked as always.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_expired: bool,
 }

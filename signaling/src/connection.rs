@@ -414,7 +414,7 @@ async fn enter(
 ) -> Result<RoomHandle, (ErrorCode, String)> {
     let admission = inner
         .control
-        .verify(token)
+        .verify(token, resume_token.is_some())
         .await
         .map_err(|e| (e.code(), e.to_string()))?;
     // TURN credentials name the user, so they are made once the token is known.

@@ -9,6 +9,7 @@
 //! hall and the SFU for media.
 
 use async_trait::async_trait;
+use convene_proto::control::RoomClaims;
 use convene_proto::sfu::{
     AnswerRequest, JoinRequest, OfferRequest, SetMuteRequest, SfuEvent, SubscribeRequest,
     UnsubscribeRequest,
@@ -56,9 +57,36 @@ pub struct Admission {
     pub moderator: bool,
     /// A waiting-hall token: the holder may only wait.
     pub waiting: bool,
+    /// The token is past its expiry (accepted for a resume only).
+    pub expired: bool,
     pub can_publish: bool,
     pub can_subscribe: bool,
     pub can_publish_data: bool,
+}
+
+impl Admission {
+    /// What verified claims admit to, judged now.
+    pub fn from_claims_now(c: RoomClaims) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Self::from_claims(c, now)
+    }
+
+    /// What verified claims admit to, judged at `now_unix` (seconds).
+    pub fn from_claims(c: RoomClaims, now_unix: i64) -> Self {
+        Self {
+            conference_id: c.conf,
+            user_id: c.sub,
+            name: c.name,
+            moderator: c.grants.moderator,
+            waiting: c.grants.waiting,
+            can_publish: c.grants.can_publish,
+            can_subscribe: c.grants.can_subscribe,
+            can_publish_data: c.grants.can_publish_data,
+            expired: c.exp <= now_unix,
+        }
+    }
 }
 
 /// Waiting-hall and conference changes, as the room actor needs them.
@@ -89,8 +117,10 @@ pub enum HallEvent {
 
 #[async_trait]
 pub trait ControlPort: Send + Sync + 'static {
-    /// Checks signature, expiry, revocation and that the conference runs.
-    async fn verify(&self, token: &str) -> Result<Admission, PortError>;
+    /// Checks a room token: signature, expiry, revocation and that the
+    /// conference runs. With `resume`, an expired one is accepted and
+    /// marked `expired`: the room takes it only to resume a live seat.
+    async fn verify(&self, token: &str, resume: bool) -> Result<Admission, PortError>;
     /// The waiting list in queue order.
     async fn waiting_entries(&self, conference: Uuid) -> Result<Vec<WaitingEntryInfo>, PortError>;
     /// Records a waiter's heartbeat; returns its 1-based queue position, or

@@ -164,23 +164,15 @@ pub(super) fn problem_error(status: StatusCode, problem: Option<Problem>) -> Por
 
 #[async_trait]
 impl ControlPort for RemoteControl {
-    async fn verify(&self, token: &str) -> Result<Admission, PortError> {
+    async fn verify(&self, token: &str, resume: bool) -> Result<Admission, PortError> {
         let body = VerifyTokenRequest {
             token: token.to_string(),
+            allow_expired: resume,
         };
         let c: RoomClaims = self
             .call(Method::POST, "v1/internal/tokens/verify", Some(&body))
             .await?;
-        Ok(Admission {
-            conference_id: c.conf,
-            user_id: c.sub,
-            name: c.name,
-            moderator: c.grants.moderator,
-            waiting: c.grants.waiting,
-            can_publish: c.grants.can_publish,
-            can_subscribe: c.grants.can_subscribe,
-            can_publish_data: c.grants.can_publish_data,
-        })
+        Ok(Admission::from_claims_now(c))
     }
 
     async fn waiting_entries(&self, conference: Uuid) -> Result<Vec<WaitingEntryInfo>, PortError> {

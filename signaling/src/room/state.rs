@@ -298,6 +298,12 @@ impl RoomState {
         now: Instant,
         fx: &mut Effects,
     ) -> Result<(), RoomError> {
+        if admission.expired && (admission.waiting || resume_token.is_none()) {
+            // Accepted past its expiry only to resume a live seat.
+            return Err(RoomError::Port(PortError::Unauthorized(
+                "token has expired".into(),
+            )));
+        }
         if admission.waiting {
             // Answered when the control plane has the knock.
             return self.knock(conn, admission, Some(enter), now, fx);

@@ -34,6 +34,7 @@ fn admission(conference: Uuid, name: &str, moderator: bool, waiting: bool) -> Ad
         can_publish: true,
         can_subscribe: true,
         can_publish_data: true,
+        expired: false,
     }
 }
 
@@ -309,6 +310,30 @@ fn a_silent_socket_resumes_within_the_grace_and_leaves_after_it() {
     let fx = room.enter(4, ada_again, Some(token));
     assert_eq!(entered(&fx), Some(&Err(RoomError::ResumeExpired)));
     assert_eq!(RoomError::ResumeExpired.code(), ErrorCode::NotFound);
+}
+
+#[test]
+fn an_expired_room_token_resumes_a_live_seat_and_nothing_else() {
+    let mut room = Room::new();
+    let (ada, token, _) = room.join(1, "ada", false);
+    room.apply(RoomInput::Disconnected {
+        conn: 1,
+        ending: Ending::Silent,
+    });
+    // A long meeting: the token ada joined with has expired meanwhile.
+    let mut stale = admission(room.conference, "ada", false, false);
+    stale.user_id = room.state.participants[&ada].admission.user_id;
+    stale.expired = true;
+    let fx = room.enter(2, stale.clone(), Some(token));
+    assert!(matches!(sent(&fx, 2)[0],
+        ServerMessage::Joined { participant_id, .. } if *participant_id == ada));
+    // Without a resume token it admits nobody, seat or not.
+    let fx = room.enter(3, stale.clone(), None);
+    let refused = entered(&fx).expect("answered").clone().unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Unauthorized, "{refused}");
+    // Nor does a resume token of a seat that is gone.
+    let fx = room.enter(4, stale, Some("not-a-seat".into()));
+    assert_eq!(entered(&fx), Some(&Err(RoomError::ResumeExpired)));
 }
 
 #[test]
