@@ -130,8 +130,10 @@ pub struct SfuConfig {
 
     /// Video whose lowest layer does not fit a subscriber's bandwidth
     /// estimate for this long (ms) is paused for it; audio goes on, and the
-    /// video resumes (at a keyframe) once it fits again.
-    #[arg(long = "sfu-video-pause-after-ms", default_value_t = 2000)]
+    /// video resumes (at a keyframe) once it fits again. 0: never pause,
+    /// the default: without probing before a resume, a subscriber whose
+    /// estimate started below its need stayed paused (docs/architecture.md).
+    #[arg(long = "sfu-video-pause-after-ms", default_value_t = 0)]
     pub video_pause_after_ms: u64,
 
     /// Starting egress estimate, so video does not begin at the lowest layer.
@@ -227,7 +229,8 @@ impl SfuConfig {
             speaker_interval: Duration::from_millis(self.speaker_interval_ms),
             layer_timeout: Duration::from_millis(1500),
             max_tracks_per_participant: self.max_tracks_per_participant,
-            video_pause_after: Duration::from_millis(self.video_pause_after_ms),
+            video_pause_after: (self.video_pause_after_ms > 0)
+                .then(|| Duration::from_millis(self.video_pause_after_ms)),
         }
     }
 }
@@ -254,7 +257,7 @@ impl Default for SfuConfig {
             speaker_interval_ms: 300,
             ice_timeout_ms: 15_000,
             dtls_timeout_ms: 10_000,
-            video_pause_after_ms: 2000,
+            video_pause_after_ms: 0,
             bwe_initial_kbps: 1500,
             worker_queue: 8192,
             socket_recv_buffer: DEFAULT_SOCKET_BUFFER,

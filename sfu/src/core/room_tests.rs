@@ -451,6 +451,7 @@ fn after_a_downgrade_the_layer_is_held_before_going_up_again() {
 fn video_pauses_when_even_the_lowest_layer_does_not_fit_and_resumes_at_a_keyframe() {
     let t0 = Instant::now();
     let (mut r, _) = simulcast_room(VideoQuality::High, t0);
+    r.config.video_pause_after = Some(Duration::from_secs(2));
     let mut out = vec![];
     let mut now = t0;
     let mut frame = 0;
