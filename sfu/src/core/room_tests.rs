@@ -410,6 +410,21 @@ fn bandwidth_estimate_limits_layer() {
     assert!(s.forwarder.selector.target() < Some(2));
 }
 
+/// Frames every 30 ms on all three layers (a keyframe every tenth), the
+/// room ticked after each.
+struct Frames(u64);
+
+impl Frames {
+    fn run(&mut self, r: &mut Room, ms: u64, now: &mut Instant, out: &mut Vec<Action>) {
+        for _ in 0..ms / 30 {
+            send_frame(r, self.0, self.0 % 10 == 0, *now, out);
+            self.0 += 1;
+            *now += Duration::from_millis(30);
+            r.tick(*now, out);
+        }
+    }
+}
+
 #[test]
 fn after_a_downgrade_the_layer_is_held_before_going_up_again() {
     let t0 = Instant::now();
@@ -422,28 +437,20 @@ fn after_a_downgrade_the_layer_is_held_before_going_up_again() {
             .selector
             .target()
     };
-    let mut frame = 0;
-    let mut run = |r: &mut Room, ms: u64, now: &mut Instant, out: &mut Vec<Action>| {
-        for _ in 0..ms / 30 {
-            send_frame(r, frame, frame % 10 == 0, *now, out);
-            frame += 1;
-            *now += Duration::from_millis(30);
-            r.tick(*now, out);
-        }
-    };
-    run(&mut r, 1200, &mut now, &mut out);
+    let mut frames = Frames(0);
+    frames.run(&mut r, 1200, &mut now, &mut out);
     assert_eq!(target(&r), Some(2));
     let high = r.track_by_id("alice/1").unwrap().layers[2].bitrate_bps;
     r.set_bandwidth(SUB_A, high / 2);
-    run(&mut r, 300, &mut now, &mut out);
+    frames.run(&mut r, 300, &mut now, &mut out);
     let down = target(&r);
     assert!(down < Some(2), "down at once");
     // The estimate comes straight back: the layer waits out the hold...
     r.set_bandwidth(SUB_A, 100_000_000);
-    run(&mut r, 2400, &mut now, &mut out);
+    frames.run(&mut r, 2400, &mut now, &mut out);
     assert_eq!(target(&r), down, "held");
     // ...then goes up.
-    run(&mut r, 900, &mut now, &mut out);
+    frames.run(&mut r, 900, &mut now, &mut out);
     assert_eq!(target(&r), Some(2));
 }
 
@@ -454,23 +461,15 @@ fn video_pauses_when_even_the_lowest_layer_does_not_fit_and_resumes_at_a_keyfram
     r.config.video_pause_after = Some(Duration::from_secs(2));
     let mut out = vec![];
     let mut now = t0;
-    let mut frame = 0;
-    let mut run = |r: &mut Room, ms: u64, now: &mut Instant, out: &mut Vec<Action>| {
-        for _ in 0..ms / 30 {
-            send_frame(r, frame, frame % 10 == 0, *now, out);
-            frame += 1;
-            *now += Duration::from_millis(30);
-            r.tick(*now, out);
-        }
-    };
-    run(&mut r, 1200, &mut now, &mut out);
+    let mut frames = Frames(0);
+    frames.run(&mut r, 1200, &mut now, &mut out);
     assert!(!forwards(&out).is_empty(), "video flows with no estimate");
     let low = r.track_by_id("alice/1").unwrap().layers[0].bitrate_bps;
     assert!(low > 0);
     // Below the lowest layer: a short dip keeps the lowest layer...
     r.set_bandwidth(SUB_A, low / 2);
     out.clear();
-    run(&mut r, 1200, &mut now, &mut out);
+    frames.run(&mut r, 1200, &mut now, &mut out);
     let t = r.track_by_id("alice/1").unwrap();
     assert_eq!(t.subscriptions[0].forwarder.selector.target(), Some(0));
     assert!(
@@ -478,9 +477,9 @@ fn video_pauses_when_even_the_lowest_layer_does_not_fit_and_resumes_at_a_keyfram
         "the lowest layer during the grace"
     );
     // ...a lasting one pauses the video: nothing is forwarded.
-    run(&mut r, 1200, &mut now, &mut out);
+    frames.run(&mut r, 1200, &mut now, &mut out);
     out.clear();
-    run(&mut r, 600, &mut now, &mut out);
+    frames.run(&mut r, 600, &mut now, &mut out);
     let t = r.track_by_id("alice/1").unwrap();
     assert_eq!(t.subscriptions[0].forwarder.selector.target(), None);
     assert!(
@@ -491,7 +490,7 @@ fn video_pauses_when_even_the_lowest_layer_does_not_fit_and_resumes_at_a_keyfram
     // Room again: video resumes, from a keyframe.
     r.set_bandwidth(SUB_A, 100_000_000);
     out.clear();
-    run(&mut r, 600, &mut now, &mut out);
+    frames.run(&mut r, 600, &mut now, &mut out);
     let t = r.track_by_id("alice/1").unwrap();
     assert_eq!(t.subscriptions[0].forwarder.selector.target(), Some(2));
     let fw = forwards(&out);
