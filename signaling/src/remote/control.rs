@@ -125,6 +125,25 @@ impl RemoteControl {
     fn conference_path(conference: Uuid, rest: &str) -> String {
         format!("v1/internal/conferences/{conference}/{rest}")
     }
+
+    /// A moderator's action on a conference: a POST naming the moderator,
+    /// whose rights the control plane checks.
+    async fn moderator_post(
+        &self,
+        moderator: Uuid,
+        conference: Uuid,
+        rest: &str,
+    ) -> Result<(), PortError> {
+        let body = ModeratorRequest {
+            moderator_id: moderator,
+        };
+        self.call_unit(
+            Method::POST,
+            &Self::conference_path(conference, rest),
+            Some(&body),
+        )
+        .await
+    }
 }
 
 /// Maps the control plane's problem types onto port errors the way the
@@ -248,15 +267,8 @@ impl ControlPort for RemoteControl {
     }
 
     async fn admit_all(&self, moderator: Uuid, conference: Uuid) -> Result<(), PortError> {
-        let body = ModeratorRequest {
-            moderator_id: moderator,
-        };
-        self.call_unit(
-            Method::POST,
-            &Self::conference_path(conference, "waiting/admit-all"),
-            Some(&body),
-        )
-        .await
+        self.moderator_post(moderator, conference, "waiting/admit-all")
+            .await
     }
 
     async fn move_to_waiting(
@@ -265,15 +277,8 @@ impl ControlPort for RemoteControl {
         conference: Uuid,
         user: Uuid,
     ) -> Result<(), PortError> {
-        let body = ModeratorRequest {
-            moderator_id: moderator,
-        };
-        self.call_unit(
-            Method::POST,
-            &Self::conference_path(conference, &format!("participants/{user}/move-to-waiting")),
-            Some(&body),
-        )
-        .await
+        let path = format!("participants/{user}/move-to-waiting");
+        self.moderator_post(moderator, conference, &path).await
     }
 
     async fn remove_participant(
@@ -282,27 +287,12 @@ impl ControlPort for RemoteControl {
         conference: Uuid,
         user: Uuid,
     ) -> Result<(), PortError> {
-        let body = ModeratorRequest {
-            moderator_id: moderator,
-        };
-        self.call_unit(
-            Method::POST,
-            &Self::conference_path(conference, &format!("participants/{user}/remove")),
-            Some(&body),
-        )
-        .await
+        let path = format!("participants/{user}/remove");
+        self.moderator_post(moderator, conference, &path).await
     }
 
     async fn end_conference(&self, moderator: Uuid, conference: Uuid) -> Result<(), PortError> {
-        let body = ModeratorRequest {
-            moderator_id: moderator,
-        };
-        self.call_unit(
-            Method::POST,
-            &Self::conference_path(conference, "end"),
-            Some(&body),
-        )
-        .await
+        self.moderator_post(moderator, conference, "end").await
     }
 
     async fn room_token(&self, conference: Uuid, user: Uuid) -> Result<String, PortError> {
