@@ -60,6 +60,18 @@ pub struct SfuConfig {
     #[arg(long = "sfu-max-participants-per-room", default_value_t = 100)]
     pub max_participants_per_room: usize,
 
+    /// Participants of one room a worker takes before the room's next
+    /// participants go to the least loaded other worker, the room then
+    /// spanning both (each packet crosses to each worker once). 0: a room
+    /// never leaves its first worker.
+    #[arg(long = "sfu-room-spread-after", default_value_t = 50)]
+    pub room_spread_after: usize,
+
+    /// Packets (and keyframe requests) queued from one worker to another
+    /// for a room across workers; past it they are dropped and counted.
+    #[arg(long = "sfu-relay-queue", default_value_t = 8192)]
+    pub relay_queue: usize,
+
     #[arg(long = "sfu-max-tracks-per-participant", default_value_t = 8)]
     pub max_tracks_per_participant: usize,
 
@@ -243,6 +255,8 @@ impl Default for SfuConfig {
             public_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             workers: default_workers(),
             max_participants_per_room: 100,
+            room_spread_after: 50,
+            relay_queue: 8192,
             max_tracks_per_participant: 8,
             max_offer_media_lines: 512,
             max_publisher_bitrate_kbps: 4000,
@@ -294,6 +308,8 @@ mod tests {
         assert_eq!(cli.sfu.rtx_cache_min_ms, d.rtx_cache_min_ms);
         assert_eq!(cli.sfu.rtx_cache_rtt_factor, d.rtx_cache_rtt_factor);
         assert_eq!(cli.sfu.rtx_cache_max_ms, d.rtx_cache_max_ms);
+        assert_eq!(cli.sfu.room_spread_after, d.room_spread_after);
+        assert_eq!(cli.sfu.relay_queue, d.relay_queue);
         assert!(cli.sfu.opus_red && d.opus_red);
         let cli = Cli::parse_from(["x", "--sfu-opus-red", "false"]);
         assert!(!cli.sfu.opus_red);

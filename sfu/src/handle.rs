@@ -1,12 +1,14 @@
 //! `SfuHandle`: the control API the signaling service calls.
 //!
-//! Requests are routed to the worker owning the room (a stable hash of the
-//! room id, so no lookup table and no lock) and answered over a oneshot.
+//! A join is placed on a worker (`placement.rs`: the room's home worker, a
+//! stable hash of its id, until the room outgrows it); every later request
+//! about a participant goes to the worker hosting it, and is answered over
+//! a oneshot.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::mpsc::TrySendError;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use convene_proto::sfu::{
@@ -16,6 +18,7 @@ use convene_proto::sfu::{
 use tokio::sync::{broadcast, oneshot};
 
 use crate::error::SfuError;
+use crate::placement::Placement;
 use crate::shard::{Command, Mailbox, Reply, ShardMsg};
 
 #[derive(Clone)]
@@ -26,6 +29,7 @@ pub struct SfuHandle {
 struct Inner {
     shards: Vec<Mailbox>,
     events: broadcast::Sender<SfuEvent>,
+    placement: Arc<Mutex<Placement>>,
 }
 
 /// Queue-full retries before a request is refused: the worker queue is
@@ -33,9 +37,17 @@ struct Inner {
 const SEND_RETRIES: u32 = 200;
 
 impl SfuHandle {
-    pub(crate) fn new(shards: Vec<Mailbox>, events: broadcast::Sender<SfuEvent>) -> Self {
+    pub(crate) fn new(
+        shards: Vec<Mailbox>,
+        events: broadcast::Sender<SfuEvent>,
+        placement: Arc<Mutex<Placement>>,
+    ) -> Self {
         Self {
-            inner: Arc::new(Inner { shards, events }),
+            inner: Arc::new(Inner {
+                shards,
+                events,
+                placement,
+            }),
         }
     }
 
@@ -45,21 +57,37 @@ impl SfuHandle {
         self.inner.events.subscribe()
     }
 
-    fn shard_for(&self, room_id: &str) -> &Mailbox {
+    /// Where a room starts: a stable hash of its id.
+    fn home(&self, room_id: &str) -> usize {
         let mut h = DefaultHasher::new();
         room_id.hash(&mut h);
-        let i = (h.finish() % self.inner.shards.len() as u64) as usize;
-        &self.inner.shards[i]
+        (h.finish() % self.inner.shards.len() as u64) as usize
+    }
+
+    fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
+        // A worker that panicked holding it left consistent counts behind.
+        self.inner
+            .placement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The worker hosting `participant`, or the room's home (which then
+    /// answers that it does not know the participant).
+    fn worker_for(&self, room_id: &str, participant_id: &str) -> usize {
+        self.placement()
+            .worker_of(room_id, participant_id)
+            .unwrap_or_else(|| self.home(room_id))
     }
 
     async fn call<T>(
         &self,
-        room_id: &str,
+        worker: usize,
         make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, SfuError> {
         let (tx, rx) = oneshot::channel();
         let mut msg = ShardMsg::Command(Box::new(make(tx)));
-        let shard = self.shard_for(room_id);
+        let shard = &self.inner.shards[worker];
         let mut tries = 0;
         loop {
             match shard.try_send(msg) {
@@ -92,7 +120,20 @@ impl SfuHandle {
             offer_sdp: offer_sdp.to_string(),
             grants,
         };
-        self.call(room_id, |r| Command::Join(req, r)).await
+        let home = self.home(room_id);
+        let placed = self.placement().place(room_id, participant_id, home)?;
+        let worker = placed.worker;
+        let r = self
+            .call(worker, |reply| Command::Join {
+                req,
+                peers: placed.peers,
+                reply,
+            })
+            .await;
+        if r.is_err() && placed.new {
+            self.placement().remove(room_id, participant_id, worker);
+        }
+        r
     }
 
     /// The participant's answer to a `RenegotiationOffer`.
@@ -107,7 +148,8 @@ impl SfuHandle {
             participant_id.to_string(),
             answer_sdp.to_string(),
         );
-        self.call(room_id, |reply| Command::Answer {
+        let worker = self.worker_for(room_id, participant_id);
+        self.call(worker, |reply| Command::Answer {
             room,
             participant,
             answer_sdp,
@@ -129,7 +171,8 @@ impl SfuHandle {
             participant_id.to_string(),
             offer_sdp.to_string(),
         );
-        self.call(room_id, |reply| Command::Offer {
+        let worker = self.worker_for(room_id, participant_id);
+        self.call(worker, |reply| Command::Offer {
             room,
             participant,
             offer_sdp,
@@ -153,7 +196,8 @@ impl SfuHandle {
             track_ids: track_ids.to_vec(),
             max_quality,
         };
-        self.call(room_id, |r| Command::Subscribe(req, r)).await
+        let worker = self.worker_for(room_id, participant_id);
+        self.call(worker, |r| Command::Subscribe(req, r)).await
     }
 
     pub async fn unsubscribe(
@@ -167,7 +211,8 @@ impl SfuHandle {
             participant_id: participant_id.to_string(),
             track_ids: track_ids.to_vec(),
         };
-        self.call(room_id, |r| Command::Unsubscribe(req, r)).await
+        let worker = self.worker_for(room_id, participant_id);
+        self.call(worker, |r| Command::Unsubscribe(req, r)).await
     }
 
     /// Server-side mute: the SFU stops forwarding the track.
@@ -182,7 +227,10 @@ impl SfuHandle {
             track_id: track_id.to_string(),
             muted,
         };
-        self.call(room_id, |r| Command::SetMute(req, r)).await
+        // Track ids are `{participant}/{mid}`: the publisher's worker.
+        let publisher = track_id.rsplit_once('/').map_or(track_id, |(p, _)| p);
+        let worker = self.worker_for(room_id, publisher);
+        self.call(worker, |r| Command::SetMute(req, r)).await
     }
 
     pub async fn remove_participant(
@@ -191,7 +239,8 @@ impl SfuHandle {
         participant_id: &str,
     ) -> Result<(), SfuError> {
         let (room, participant) = (room_id.to_string(), participant_id.to_string());
-        self.call(room_id, |reply| Command::Remove {
+        let worker = self.worker_for(room_id, participant_id);
+        self.call(worker, |reply| Command::Remove {
             room,
             participant,
             reply,
@@ -199,9 +248,20 @@ impl SfuHandle {
         .await
     }
 
+    /// Every worker hosting the room removes its participants.
     pub async fn close_room(&self, room_id: &str) -> Result<(), SfuError> {
-        let room = room_id.to_string();
-        self.call(room_id, |reply| Command::CloseRoom { room, reply })
-            .await
+        let mut workers = self.placement().workers_of(room_id);
+        if workers.is_empty() {
+            workers.push(self.home(room_id));
+        }
+        let mut result = Err(SfuError::UnknownRoom(room_id.to_string()));
+        for w in workers {
+            let room = room_id.to_string();
+            let r = self
+                .call(w, |reply| Command::CloseRoom { room, reply })
+                .await;
+            result = result.or(r);
+        }
+        result
     }
 }

@@ -4,9 +4,11 @@
 //! the SFU forwards their RTP to every subscriber without transcoding. The
 //! forwarding core ([`core`]) is sans-IO: it takes packets and the current
 //! time and returns what to send, so it is tested with a virtual clock and no
-//! sockets. Around it, worker threads ([`SfuConfig::workers`]) each own a
-//! shard of the rooms with their str0m `Rtc` instances and one UDP port
-//! (`udp_port + index`) read and written in batches. See
+//! sockets. Around it, worker threads ([`SfuConfig::workers`]) each own
+//! their participants' str0m `Rtc` instances and one UDP port
+//! (`udp_port + index`) read and written in batches. A room lives on one
+//! worker until it outgrows it, then spans several, each packet crossing
+//! to each of them once (`placement.rs`, `worker/relay.rs`). See
 //! `docs/architecture.md`.
 //!
 //! Of convene's crates it depends only on `convene-proto`; the signaling
@@ -22,6 +24,7 @@ pub mod http;
 pub mod metrics;
 mod negotiation;
 mod peer;
+pub mod placement;
 mod sdp;
 mod shard;
 pub mod sim;
@@ -141,7 +144,13 @@ pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuHandle), SfuError> {
         send: config.socket_send_buffer,
     };
 
+    let placement = Arc::new(std::sync::Mutex::new(placement::Placement::new(
+        config.workers,
+        config.room_spread_after,
+        config.max_participants_per_room,
+    )));
     let mut shards = Vec::new();
+    let mut mailboxes = Vec::new();
     let mut threads = Vec::new();
     let mut bound = Vec::new();
     let mut candidates = Vec::new();
@@ -162,25 +171,38 @@ pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuHandle), SfuError> {
             .collect();
         candidates.extend(local_addrs.iter().copied());
         let worker = worker::Worker::new(
+            index,
             config.clone(),
             local_addrs,
             metrics.clone(),
             next_key.clone(),
             std::time::Instant::now(),
         );
-        let (shard, mailbox) =
-            shard::Shard::new(socket, worker, events.clone(), config.worker_queue)?;
-        shards.push(mailbox);
+        let parts = shard::ShardParts {
+            index,
+            events: events.clone(),
+            placement: placement.clone(),
+            metrics: metrics.clone(),
+            queue: config.worker_queue,
+            relay_queue: config.relay_queue,
+        };
+        let (shard, mailbox) = shard::Shard::new(socket, worker, parts)?;
+        shards.push(shard);
+        mailboxes.push(mailbox);
         bound.push(local);
+    }
+    for (index, mut shard) in shards.into_iter().enumerate() {
+        shard.peers = mailboxes.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("sfu-worker-{index}"))
                 .spawn(move || shard.run())?,
         );
     }
+    let shards = mailboxes;
     let local_addr = bound[0];
     info!(%local_addr, workers = config.workers, ?candidates, "SFU started");
-    let handle = SfuHandle::new(shards.clone(), events);
+    let handle = SfuHandle::new(shards.clone(), events, placement);
     let (mut http_addr, mut http_stop, mut http_task) = (None, None, None);
     if let Some(addr) = config.http_addr {
         let secret = match &config.http_secret {

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub bytes_sent: IntCounter,
     pub packets_forwarded: IntCounter,
     pub bytes_forwarded: IntCounter,
+    pub packets_relayed: IntCounter,
     pub nacks: IntCounter,
     pub nacks_sent: IntCounter,
     pub plis: IntCounter,
@@ -41,6 +42,7 @@ pub struct Dropped {
     pub rtc_error: IntCounter,
     pub not_connected: IntCounter,
     pub malformed_red: IntCounter,
+    pub relay_full: IntCounter,
 }
 
 impl Metrics {
@@ -81,6 +83,7 @@ impl Metrics {
             rtc_error: d("rtc_error"),
             not_connected: d("not_connected"),
             malformed_red: d("malformed_red"),
+            relay_full: d("relay_full"),
         };
         Ok(Self {
             rooms: gauge("convene_sfu_rooms", "Rooms open")?,
@@ -109,6 +112,10 @@ impl Metrics {
             bytes_forwarded: counter(
                 "convene_sfu_bytes_forwarded_total",
                 "RTP payload bytes written to subscribers",
+            )?,
+            packets_relayed: counter(
+                "convene_sfu_packets_relayed_total",
+                "RTP packets handed to another worker hosting part of the same room (once per packet and worker)",
             )?,
             nacks: counter("convene_sfu_nacks_total", "NACKs received from subscribers")?,
             nacks_sent: counter(
@@ -173,6 +180,7 @@ mod tests {
             "convene_sfu_packets_forwarded_total",
             "convene_sfu_bytes_forwarded_total",
             "convene_sfu_packets_dropped_total",
+            "convene_sfu_packets_relayed_total",
             "convene_sfu_nacks_total",
             "convene_sfu_nacks_sent_total",
             "convene_sfu_plis_total",

@@ -9,9 +9,10 @@
 //! The loop sleeps in `mio::Poll` until the socket is readable, a command
 //! arrives (the mailbox wakes the poll) or the worker's next timer is due.
 
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use convene_proto::sfu::{
@@ -22,20 +23,30 @@ use tokio::sync::{broadcast, oneshot};
 use tracing::{debug, warn};
 
 use crate::error::SfuError;
+use crate::metrics::Metrics;
+use crate::placement::Placement;
 use crate::udp::{MediaSocket, RecvBatch, SendHeaders};
-use crate::worker::{Input, Output, Worker};
+use crate::worker::{Input, Output, Relay, Worker};
 
 pub type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
 
 /// Receive batches handled per wakeup before timers get a turn, so a flood
 /// cannot starve RTCP, retransmissions and liveness checks.
 const MAX_BATCHES_PER_WAKEUP: usize = 8;
+/// Relayed packets from other workers handled per wakeup, for the same
+/// reason.
+const MAX_RELAYS_PER_WAKEUP: usize = 1024;
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
 
 pub enum Command {
-    Join(JoinRequest, Reply<String>),
+    /// `peers`: the other workers already hosting the room.
+    Join {
+        req: JoinRequest,
+        peers: Vec<usize>,
+        reply: Reply<String>,
+    },
     Answer {
         room: String,
         participant: String,
@@ -64,18 +75,41 @@ pub enum Command {
 
 pub enum ShardMsg {
     Command(Box<Command>),
+    /// Another worker's news of a room both host (not media: that has its
+    /// own queue). In one queue with the commands, so a subscription never
+    /// overtakes the track it names.
+    Relay(Box<Relay>),
     Shutdown,
 }
 
-/// The way into a worker from other threads: a bounded queue plus a wakeup
-/// of the worker's poll.
+/// The way into a worker from other threads: a bounded queue of commands,
+/// a bounded queue of relayed media, and a wakeup of the worker's poll.
 #[derive(Clone)]
 pub struct Mailbox {
     tx: SyncSender<ShardMsg>,
+    media: SyncSender<Relay>,
     waker: Arc<Waker>,
 }
 
 impl Mailbox {
+    /// Queue a relay without waking the worker (the sender wakes each
+    /// worker once after a round); hands it back when the queue is full.
+    fn push_relay(&self, msg: Relay) -> Result<(), Relay> {
+        if msg.is_media() {
+            self.media.try_send(msg).map_err(|e| match e {
+                TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
+            })
+        } else {
+            self.tx
+                .try_send(ShardMsg::Relay(Box::new(msg)))
+                .map_err(|e| match e {
+                    TrySendError::Full(ShardMsg::Relay(m))
+                    | TrySendError::Disconnected(ShardMsg::Relay(m)) => *m,
+                    _ => unreachable!("a relay was sent"),
+                })
+        }
+    }
+
     pub fn try_send(&self, msg: ShardMsg) -> Result<(), TrySendError<ShardMsg>> {
         self.tx.try_send(msg)?;
         self.wake();
@@ -97,51 +131,86 @@ impl Mailbox {
 }
 
 pub struct Shard {
+    pub index: usize,
     pub rx: Receiver<ShardMsg>,
+    pub media_rx: Receiver<Relay>,
     pub poll: Poll,
     pub socket: MediaSocket,
     pub worker: Worker,
     /// Where the worker's events go (the control API's listeners).
     pub events: broadcast::Sender<SfuEvent>,
+    /// Every worker's mailbox, by index (relays go there).
+    pub peers: Vec<Mailbox>,
+    pub placement: Arc<Mutex<Placement>>,
+    pub metrics: Metrics,
+}
+
+/// What a shard is made of besides its socket and worker.
+pub struct ShardParts {
+    pub index: usize,
+    pub events: broadcast::Sender<SfuEvent>,
+    pub placement: Arc<Mutex<Placement>>,
+    pub metrics: Metrics,
+    /// Commands queued before callers are told to retry.
+    pub queue: usize,
+    /// Relayed media queued before it is dropped.
+    pub relay_queue: usize,
 }
 
 impl Shard {
-    /// A worker on `socket`, with its mailbox (queue of `queue` commands).
+    /// A worker on `socket`, with its mailbox. Give it the other workers'
+    /// mailboxes ([`Shard::peers`]) before running it.
     pub fn new(
         mut socket: MediaSocket,
         worker: Worker,
-        events: broadcast::Sender<SfuEvent>,
-        queue: usize,
+        parts: ShardParts,
     ) -> std::io::Result<(Self, Mailbox)> {
         let poll = Poll::new()?;
         poll.registry()
             .register(socket.source(), SOCKET, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
+        let (tx, rx) = std::sync::mpsc::sync_channel(parts.queue.max(1));
+        let (media, media_rx) = std::sync::mpsc::sync_channel(parts.relay_queue.max(1));
         Ok((
             Self {
+                index: parts.index,
                 rx,
+                media_rx,
                 poll,
                 socket,
                 worker,
-                events,
+                events: parts.events,
+                peers: Vec::new(),
+                placement: parts.placement,
+                metrics: parts.metrics,
             },
-            Mailbox { tx, waker },
+            Mailbox { tx, media, waker },
         ))
     }
 
     pub fn run(self) {
         let Shard {
+            index,
             rx,
+            media_rx,
             mut poll,
             socket,
             mut worker,
             events: listeners,
+            peers,
+            placement,
+            metrics,
         } = self;
         let mut io = Io {
+            index,
             socket: &socket,
             headers: SendHeaders::new(&socket),
             listeners: &listeners,
+            peers: &peers,
+            to_wake: vec![false; peers.len()],
+            held: VecDeque::new(),
+            placement: &placement,
+            metrics: &metrics,
         };
         let mut events = Events::with_capacity(8);
         let mut batch = RecvBatch::new(&socket);
@@ -166,6 +235,7 @@ impl Shard {
             loop {
                 let input = match rx.try_recv() {
                     Ok(ShardMsg::Command(c)) => Input::Command(*c),
+                    Ok(ShardMsg::Relay(r)) => Input::Relay(*r),
                     Ok(ShardMsg::Shutdown) | Err(TryRecvError::Disconnected) => {
                         worker.handle(Input::Shutdown, Instant::now());
                         io.drive(&mut worker);
@@ -177,6 +247,16 @@ impl Shard {
                 io.drive(&mut worker);
             }
             backlog = false;
+            // Media relayed from the room's other workers.
+            for n in 0.. {
+                if n == MAX_RELAYS_PER_WAKEUP {
+                    backlog = true;
+                    break;
+                }
+                let Ok(r) = media_rx.try_recv() else { break };
+                worker.handle(Input::Relay(r), Instant::now());
+                io.drive(&mut worker);
+            }
             for round in 0.. {
                 if round == MAX_BATCHES_PER_WAKEUP {
                     backlog = true;
@@ -210,11 +290,20 @@ impl Shard {
     }
 }
 
-/// The worker's side of the world: its socket and its listeners.
+/// The worker's side of the world: its socket, its listeners, the other
+/// workers.
 struct Io<'a> {
+    index: usize,
     socket: &'a MediaSocket,
     headers: SendHeaders,
     listeners: &'a broadcast::Sender<SfuEvent>,
+    peers: &'a [Mailbox],
+    /// Workers sent a relay since their last wakeup.
+    to_wake: Vec<bool>,
+    /// Control relays a full queue refused, retried in order.
+    held: VecDeque<(usize, Relay)>,
+    placement: &'a Mutex<Placement>,
+    metrics: &'a Metrics,
 }
 
 impl Io<'_> {
@@ -228,10 +317,66 @@ impl Io<'_> {
                     worker.handle(Input::Sent { sent, batch }, Instant::now());
                 }
                 Output::Event(e) => {
+                    if let SfuEvent::ParticipantDisconnected {
+                        room_id,
+                        participant_id,
+                        ..
+                    } = &e
+                    {
+                        // Before anyone hears of it: a rejoin then finds
+                        // no stale seat.
+                        if let Ok(mut p) = self.placement.lock() {
+                            p.remove(room_id, participant_id, self.index);
+                        }
+                    }
                     // No listener is fine: events are advisory.
                     let _ = self.listeners.send(e);
                 }
-                Output::Timeout(at) => return at,
+                Output::Relay { to, msg } => self.relay(to, msg),
+                Output::Timeout(at) => {
+                    self.retry_held();
+                    self.wake_peers();
+                    return at;
+                }
+            }
+        }
+    }
+
+    fn relay(&mut self, to: usize, msg: Relay) {
+        let Some(mailbox) = self.peers.get(to) else {
+            return;
+        };
+        if !msg.is_media() && self.held.iter().any(|(w, _)| *w == to) {
+            // Keep the order behind what is already held for it.
+            self.held.push_back((to, msg));
+            return;
+        }
+        match mailbox.push_relay(msg) {
+            Ok(()) => self.to_wake[to] = true,
+            Err(m) if m.is_media() => self.metrics.dropped.relay_full.inc(),
+            Err(m) => self.held.push_back((to, m)),
+        }
+    }
+
+    fn retry_held(&mut self) {
+        let mut still = VecDeque::new();
+        while let Some((to, m)) = self.held.pop_front() {
+            if still.iter().any(|(w, _)| *w == to) {
+                still.push_back((to, m));
+                continue;
+            }
+            match self.peers[to].push_relay(m) {
+                Ok(()) => self.to_wake[to] = true,
+                Err(m) => still.push_back((to, m)),
+            }
+        }
+        self.held = still;
+    }
+
+    fn wake_peers(&mut self) {
+        for (i, wake) in self.to_wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                self.peers[i].wake();
             }
         }
     }

@@ -1,13 +1,15 @@
-//! A virtual network and clock around one [`Worker`]: str0m client peers
-//! and the SFU exchange datagrams in memory, time moves only when the test
+//! A virtual network and clock around the SFU's [`Worker`]s: str0m client
+//! peers and the workers exchange datagrams (and the workers their relays,
+//! for a room across workers) in memory, and time moves only when the test
 //! says so. Logic tests (and the egress benchmark) run on it
 //! deterministically, without sockets or sleeps; the real-socket tests stay
 //! for the socket code itself.
 //!
 //! Every client is a str0m `Rtc` in RTP mode on its own virtual address;
-//! the worker is on `10.0.0.1:5000`. Joins, subscriptions and
-//! renegotiation go through the same [`Command`]s and [`SfuEvent`]s the
-//! control API uses, answered in the same step.
+//! worker `i` is on `10.0.0.1:5000 + i` (`SfuConfig::workers` of them),
+//! and joins are placed as the control API places them. Joins,
+//! subscriptions and renegotiation go through the same [`Command`]s and
+//! [`SfuEvent`]s the control API uses, answered in the same step.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,21 +29,31 @@ use tokio::sync::oneshot;
 use crate::config::SfuConfig;
 use crate::error::SfuError;
 use crate::metrics::Metrics;
+use crate::placement::Placement;
 use crate::shard::Command;
 use crate::udp::{RecvMeta, Sent, Transmit};
-use crate::worker::{Input, Output, Worker};
+use crate::worker::{Input, Output, Relay, Worker};
 
-/// The SFU's address on the virtual network.
+/// The first worker's address on the virtual network.
 pub const SFU_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 5000);
+
+/// Worker `i`'s address on the virtual network.
+pub fn worker_addr(i: usize) -> SocketAddr {
+    SocketAddr::new(SFU_ADDR.ip(), SFU_ADDR.port() + i as u16)
+}
 
 /// A client peer on the virtual network.
 pub struct SimClient {
     pub id: String,
     pub rtc: Rtc,
     pub addr: SocketAddr,
+    /// The worker hosting it.
+    pub worker: usize,
     inbox: VecDeque<Vec<u8>>,
     /// RTP packets received: (mid, sequence number, payload length).
     pub received: Vec<(Mid, u16, usize)>,
+    /// Keyframe requests (PLI/FIR) received, as a publisher.
+    pub keyframe_requests: usize,
     pub connected: bool,
     /// Video and audio m-lines this client sends on (publishers).
     pub video_mid: Option<Mid>,
@@ -58,6 +70,7 @@ impl SimClient {
                 Ok(RtcOutput::Timeout(_)) | Err(_) => break,
                 Ok(RtcOutput::Transmit(t)) => to_sfu.push(Vec::from(t.contents)),
                 Ok(RtcOutput::Event(Event::Connected)) => self.connected = true,
+                Ok(RtcOutput::Event(Event::KeyframeRequest(_))) => self.keyframe_requests += 1,
                 Ok(RtcOutput::Event(Event::RtpPacket(p))) => {
                     let mid = self
                         .rtc
@@ -75,7 +88,12 @@ impl SimClient {
 }
 
 pub struct SimNet {
-    worker: Worker,
+    workers: Vec<Worker>,
+    placement: Placement,
+    /// Relays between workers, not yet delivered.
+    relays: VecDeque<(usize, Relay)>,
+    /// Relayed RTP packets delivered, per receiving worker.
+    pub relayed_rtp: Vec<usize>,
     pub clients: Vec<SimClient>,
     pub now: Instant,
     /// The worker's events not yet looked at.
@@ -95,15 +113,31 @@ impl SimNet {
     pub fn new(config: SfuConfig) -> Self {
         let now = Instant::now();
         let metrics = Metrics::new().expect("metrics");
-        let worker = Worker::new(
-            Arc::new(config),
-            vec![SFU_ADDR],
-            metrics.clone(),
-            Arc::new(AtomicU64::new(1)),
-            now,
+        let n = config.workers.max(1);
+        let placement = Placement::new(
+            n,
+            config.room_spread_after,
+            config.max_participants_per_room,
         );
+        let config = Arc::new(config);
+        let next_key = Arc::new(AtomicU64::new(1));
+        let workers = (0..n)
+            .map(|i| {
+                Worker::new(
+                    i,
+                    config.clone(),
+                    vec![worker_addr(i)],
+                    metrics.clone(),
+                    next_key.clone(),
+                    now,
+                )
+            })
+            .collect();
         Self {
-            worker,
+            workers,
+            placement,
+            relays: VecDeque::new(),
+            relayed_rtp: vec![0; n],
             clients: Vec::new(),
             now,
             events: VecDeque::new(),
@@ -127,13 +161,19 @@ impl SimNet {
 
     fn command<T>(
         &mut self,
+        worker: usize,
         make: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command,
     ) -> Result<T, SfuError> {
         let (tx, mut rx) = oneshot::channel();
-        self.worker.handle(Input::Command(make(tx)), self.now);
-        let out = self.drive();
-        self.wire_or_deliver(out);
+        self.workers[worker].handle(Input::Command(make(tx)), self.now);
+        let out = self.drive(worker);
+        self.wire_or_deliver(worker, out);
         rx.try_recv().expect("the worker answers at once")
+    }
+
+    /// The worker hosting `id` in `room`.
+    fn worker_of(&self, room: &str, id: &str) -> usize {
+        self.placement.worker_of(room, id).unwrap_or(0)
     }
 
     /// A client joins `room`. Publishers send one Opus and one VP8 m-line;
@@ -178,7 +218,12 @@ impl SimNet {
             offer_sdp: offer.to_sdp_string(),
             grants: Grants::default(),
         };
-        let answer = self.command(|r| Command::Join(req, r)).expect("join");
+        let placed = self.placement.place(room, id, 0).expect("placed");
+        let worker = placed.worker;
+        let peers = placed.peers;
+        let answer = self
+            .command(worker, |reply| Command::Join { req, peers, reply })
+            .expect("join");
         rtc.sdp_api()
             .accept_answer(
                 pending,
@@ -189,8 +234,10 @@ impl SimNet {
             id: id.into(),
             rtc,
             addr,
+            worker,
             inbox: VecDeque::new(),
             received: Vec::new(),
+            keyframe_requests: 0,
             connected: false,
             video_mid,
             audio_mid,
@@ -207,9 +254,40 @@ impl SimNet {
             track_ids,
             max_quality: VideoQuality::High,
         };
-        self.command(|r| Command::Subscribe(req, r))
+        let worker = self.worker_of(room, id);
+        self.command(worker, |r| Command::Subscribe(req, r))
             .expect("subscribe");
         self.handle_events(room);
+    }
+
+    /// `id` is removed from `room`, as signaling removes a participant.
+    pub fn leave(&mut self, room: &str, id: &str) {
+        let worker = self.worker_of(room, id);
+        let (room, participant) = (room.to_string(), id.to_string());
+        self.command(worker, |reply| Command::Remove {
+            room,
+            participant,
+            reply,
+        })
+        .expect("remove");
+    }
+
+    /// Server-side mute of `track_id` (`"{publisher}/{mid}"`).
+    pub fn set_mute(&mut self, room: &str, track_id: &str, muted: bool) {
+        let publisher = track_id.rsplit_once('/').expect("track id").0;
+        let worker = self.worker_of(room, publisher);
+        let req = convene_proto::sfu::SetMuteRequest {
+            room_id: room.into(),
+            track_id: track_id.into(),
+            muted,
+        };
+        self.command(worker, |r| Command::SetMute(req, r))
+            .expect("mute");
+    }
+
+    /// The worker hosting client `id`.
+    pub fn worker_of_client(&self, id: &str) -> usize {
+        self.client(id).worker
     }
 
     /// Answer SFU renegotiation offers as a client would.
@@ -228,9 +306,10 @@ impl SimNet {
                         .sdp_api()
                         .accept_offer(offer)
                         .expect("accept offer");
+                    let worker = self.worker_of(room, &participant_id);
                     let (room, participant, answer_sdp) =
                         (room.to_string(), participant_id, answer.to_sdp_string());
-                    self.command(|reply| Command::Answer {
+                    self.command(worker, |reply| Command::Answer {
                         room,
                         participant,
                         answer_sdp,
@@ -290,8 +369,11 @@ impl SimNet {
             for i in 0..self.clients.len() {
                 moved |= self.pump_client(i, now);
             }
-            self.worker.handle(Input::Timeout, now);
-            moved |= self.deliver_worker_output();
+            for w in 0..self.workers.len() {
+                self.workers[w].handle(Input::Timeout, now);
+                moved |= self.deliver_output_of(w);
+            }
+            moved |= self.deliver_relays();
             if !moved {
                 break;
             }
@@ -321,7 +403,7 @@ impl SimNet {
                 now,
                 Receive {
                     proto: Protocol::Udp,
-                    source: SFU_ADDR,
+                    source: worker_addr(c.worker),
                     destination: c.addr,
                     contents,
                 },
@@ -331,32 +413,46 @@ impl SimNet {
         }
         let _ = c.rtc.handle_input(RtcInput::Timeout(now));
         c.drain(&mut to_sfu);
-        let source = c.addr;
+        let (source, w) = (c.addr, c.worker);
         for d in to_sfu {
             moved = true;
             let meta = RecvMeta {
                 len: d.len(),
                 source,
-                local_ip: Some(SFU_ADDR.ip()),
+                local_ip: Some(worker_addr(w).ip()),
             };
             let input = Input::Datagram {
                 meta,
                 data: &d,
                 read_at: now,
             };
-            self.worker.handle(input, now);
-            self.deliver_worker_output();
+            self.workers[w].handle(input, now);
+            self.deliver_output_of(w);
         }
         moved
     }
 
-    /// Carry out the worker's output as the thread loop would: events
-    /// kept for the harness, datagrams returned (as if the kernel took
-    /// them all).
-    fn drive(&mut self) -> Vec<Transmit> {
+    /// Hand every queued relay to its worker (and what that causes).
+    fn deliver_relays(&mut self) -> bool {
+        let mut moved = false;
+        while let Some((to, msg)) = self.relays.pop_front() {
+            moved = true;
+            if matches!(msg, Relay::Rtp(_)) {
+                self.relayed_rtp[to] += 1;
+            }
+            self.workers[to].handle(Input::Relay(msg), self.now);
+            self.deliver_output_of(to);
+        }
+        moved
+    }
+
+    /// Carry out worker `w`'s output as the thread loop would: events
+    /// kept for the harness, relays queued for their worker, datagrams
+    /// returned (as if the kernel took them all).
+    fn drive(&mut self, w: usize) -> Vec<Transmit> {
         let mut out = Vec::new();
         loop {
-            match self.worker.poll_output() {
+            match self.workers[w].poll_output() {
                 Output::Transmit(mut batch) => {
                     let sent = Sent {
                         datagrams: batch.len(),
@@ -364,22 +460,41 @@ impl SimNet {
                         failed: 0,
                     };
                     out.append(&mut batch);
-                    self.worker.handle(Input::Sent { sent, batch }, self.now);
+                    self.workers[w].handle(Input::Sent { sent, batch }, self.now);
                 }
-                Output::Event(e) => self.events.push_back(e),
+                Output::Event(e) => {
+                    if let SfuEvent::ParticipantDisconnected {
+                        room_id,
+                        participant_id,
+                        ..
+                    } = &e
+                    {
+                        self.placement.remove(room_id, participant_id, w);
+                    }
+                    self.events.push_back(e)
+                }
+                Output::Relay { to, msg } => self.relays.push_back((to, msg)),
                 Output::Timeout(_) => return out,
             }
         }
     }
 
-    /// The worker's queued datagrams: to the clients' inboxes, or to
+    /// Every worker's queued datagrams: to the clients' inboxes, or to
     /// `wire` when capturing.
     pub fn deliver_worker_output(&mut self) -> bool {
-        let out = self.drive();
-        self.wire_or_deliver(out)
+        let mut moved = false;
+        for w in 0..self.workers.len() {
+            moved |= self.deliver_output_of(w);
+        }
+        moved
     }
 
-    fn wire_or_deliver(&mut self, out: Vec<Transmit>) -> bool {
+    fn deliver_output_of(&mut self, w: usize) -> bool {
+        let out = self.drive(w);
+        self.wire_or_deliver(w, out)
+    }
+
+    fn wire_or_deliver(&mut self, w: usize, out: Vec<Transmit>) -> bool {
         if out.is_empty() {
             return false;
         }
@@ -388,7 +503,11 @@ impl SimNet {
             return true;
         }
         for t in out {
-            if let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) {
+            if let Some(c) = self
+                .clients
+                .iter_mut()
+                .find(|c| c.addr == t.destination && c.worker == w)
+            {
                 c.inbox.push_back(t.contents);
             }
         }
@@ -412,9 +531,9 @@ impl SimNet {
         out
     }
 
-    /// One datagram from client `id` into the worker.
+    /// One datagram from client `id` into its worker.
     pub fn to_worker(&mut self, id: &str, datagram: &[u8]) {
-        let source = self.client(id).addr;
+        let (source, w) = (self.client(id).addr, self.client(id).worker);
         let meta = RecvMeta {
             len: datagram.len(),
             source,
@@ -425,12 +544,24 @@ impl SimNet {
             data: datagram,
             read_at: self.now,
         };
-        self.worker.handle(input, self.now);
+        self.workers[w].handle(input, self.now);
     }
 
-    /// The worker's queued datagrams, taken.
+    /// Every worker's queued datagrams, taken (relays between them
+    /// delivered first).
     pub fn take_worker_output(&mut self) -> Vec<Transmit> {
-        self.drive()
+        let mut out = Vec::new();
+        for w in 0..self.workers.len() {
+            out.extend(self.drive(w));
+        }
+        while let Some((to, msg)) = self.relays.pop_front() {
+            if matches!(msg, Relay::Rtp(_)) {
+                self.relayed_rtp[to] += 1;
+            }
+            self.workers[to].handle(Input::Relay(msg), self.now);
+            out.extend(self.drive(to));
+        }
+        out
     }
 }
 

@@ -126,14 +126,30 @@ fn run_for(d: Duration, p: &mut Client, s: &mut Client, media: &mut Media) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriber_gets_low_layer_then_switches_up_at_keyframe() {
-    tokio::time::timeout(Duration::from_secs(60), run())
+    tokio::time::timeout(Duration::from_secs(60), run(SfuConfig::for_tests()))
         .await
         .expect("test timed out");
 }
 
-async fn run() {
+/// The same, with the subscriber on another worker than the publisher
+/// (a room across workers, real sockets): layers, keyframe requests,
+/// dynacast and speakers cross between the workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_across_two_workers() {
+    let config = SfuConfig {
+        workers: 2,
+        room_spread_after: 1,
+        ..SfuConfig::for_tests()
+    };
+    tokio::time::timeout(Duration::from_secs(60), run(config))
+        .await
+        .expect("test timed out");
+}
+
+async fn run(config: SfuConfig) {
     common::init_log();
-    let (sfu, handle) = convene_sfu::start(SfuConfig::for_tests()).await.unwrap();
+    let across = config.workers > 1;
+    let (sfu, handle) = convene_sfu::start(config).await.unwrap();
     let mut events = handle.events();
     let room = "sim";
 
@@ -287,5 +303,9 @@ async fn run() {
     let m = sfu.metrics();
     assert!(m.layer_switches.get() >= 2);
     assert!(m.keyframe_requests.get() >= 2);
+    // Across workers every packet crossed once (one subscriber); on one
+    // worker nothing did.
+    let relayed = m.packets_relayed.get();
+    assert_eq!(relayed > 0, across, "{relayed} packets relayed");
     sfu.shutdown().await;
 }

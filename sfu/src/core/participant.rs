@@ -11,6 +11,9 @@ pub struct Participant {
     /// Latest egress estimate from the subscriber's BWE (TWCC), shared
     /// over its subscriptions by the allocator.
     pub bwe_bps: Option<u64>,
+    /// Hosted by another worker (a room across workers): its tracks arrive
+    /// relayed, and the worker hosting it speaks for it (track events).
+    pub remote: bool,
 }
 
 impl Participant {
@@ -20,6 +23,7 @@ impl Participant {
             identity,
             tracks: Vec::new(),
             bwe_bps: None,
+            remote: false,
         }
     }
 }

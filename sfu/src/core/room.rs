@@ -122,6 +122,13 @@ pub enum Action {
         rid: Option<Rid>,
     },
     Event(SfuEvent),
+    /// The layers this room's subscribers want of a remote publisher's
+    /// track changed: for the publisher's side, which announces dynacast.
+    FarWanted {
+        publisher: ParticipantKey,
+        track_id: String,
+        layers: Vec<VideoQuality>,
+    },
 }
 
 #[derive(Debug)]
@@ -139,6 +146,10 @@ pub struct Room {
     /// changed since (see [`Room::tick`]).
     allocated_at: Option<Instant>,
     allocation_due: bool,
+    /// Whether this instance announces active speakers. A room across
+    /// workers has an instance on each, all hearing the same audio; one
+    /// of them speaks for the room.
+    speaker_events: bool,
 }
 
 /// Layer bitrates drift slowly: the periodic allocation runs this often,
@@ -160,6 +171,7 @@ impl Room {
             next_track: 1,
             allocated_at: None,
             allocation_due: false,
+            speaker_events: true,
         }
     }
 
@@ -169,6 +181,16 @@ impl Room {
 
     pub fn participant_count(&self) -> usize {
         self.participants.len()
+    }
+
+    /// Participants hosted here (not relayed from another worker).
+    pub fn local_participant_count(&self) -> usize {
+        self.participants.values().filter(|p| !p.remote).count()
+    }
+
+    /// Whether this instance announces active speakers (see the field).
+    pub fn set_speaker_events(&mut self, on: bool) {
+        self.speaker_events = on;
     }
 
     pub fn track_count(&self) -> usize {
@@ -194,6 +216,15 @@ impl Room {
     pub fn add_participant(&mut self, key: ParticipantKey, id: String, identity: String) {
         self.participants
             .insert(key, Participant::new(id, identity));
+    }
+
+    /// A publisher hosted by another worker, whose packets arrive relayed.
+    /// The room forwards its tracks to local subscribers like any other,
+    /// but announces nothing of it: its own worker does.
+    pub fn add_remote_participant(&mut self, key: ParticipantKey, id: String, identity: String) {
+        let mut p = Participant::new(id, identity);
+        p.remote = true;
+        self.participants.insert(key, p);
     }
 
     /// Remove a participant with its tracks and subscriptions. Returns the
@@ -246,10 +277,12 @@ impl Room {
         let id = format!("{}/{}", p.id, mid);
         let track = PublishedTrack::new(key, id.clone(), publisher, mid, kind, rids);
         p.tracks.push(key);
-        out.push(Action::Event(SfuEvent::TrackPublished {
-            room_id: self.id.clone(),
-            track: track.info(&p.id),
-        }));
+        if !p.remote {
+            out.push(Action::Event(SfuEvent::TrackPublished {
+                room_id: self.id.clone(),
+                track: track.info(&p.id),
+            }));
+        }
         self.by_publisher_mid.insert((publisher, mid), key);
         self.by_id.insert(id, key);
         self.tracks.insert(key, track);
@@ -278,18 +311,20 @@ impl Room {
                 stop.push((s.subscriber, m));
             }
         }
-        let participant_id = match self.participants.get_mut(&publisher) {
+        let (participant_id, remote) = match self.participants.get_mut(&publisher) {
             Some(p) => {
                 p.tracks.retain(|t| *t != key);
-                p.id.clone()
+                (p.id.clone(), p.remote)
             }
-            None => String::new(),
+            None => (String::new(), false),
         };
-        out.push(Action::Event(SfuEvent::TrackUnpublished {
-            room_id: self.id.clone(),
-            participant_id,
-            track_id: track.id,
-        }));
+        if !remote {
+            out.push(Action::Event(SfuEvent::TrackUnpublished {
+                room_id: self.id.clone(),
+                participant_id,
+                track_id: track.id,
+            }));
+        }
         stop
     }
 
@@ -418,11 +453,17 @@ impl Room {
                 }
             }
         }
-        out.push(Action::Event(SfuEvent::TrackMuted {
-            room_id: self.id.clone(),
-            track_id: track_id.to_string(),
-            muted,
-        }));
+        if !self
+            .participants
+            .get(&t.publisher)
+            .is_some_and(|p| p.remote)
+        {
+            out.push(Action::Event(SfuEvent::TrackMuted {
+                room_id: self.id.clone(),
+                track_id: track_id.to_string(),
+                muted,
+            }));
+        }
         Ok(())
     }
 
@@ -674,35 +715,11 @@ impl Room {
                 }
             }
             if !t.announced_rids.is_empty() {
-                let same = t.wanted.len() == wanted.iter().filter(|w| **w).count()
-                    && t.wanted.iter().all(|q| wanted[*q as usize]);
-                if !same {
-                    t.wanted.clear();
-                    for (q, on) in [
-                        VideoQuality::Off,
-                        VideoQuality::Low,
-                        VideoQuality::Medium,
-                        VideoQuality::High,
-                    ]
-                    .into_iter()
-                    .zip(wanted)
-                    {
-                        if on {
-                            t.wanted.push(q);
-                        }
-                    }
-                    if let Some(p) = self.participants.get(&t.publisher) {
-                        out.push(Action::Event(SfuEvent::WantedLayers {
-                            room_id: self.id.clone(),
-                            participant_id: p.id.clone(),
-                            track_id: t.id.clone(),
-                            layers: t.wanted.clone(),
-                        }));
-                    }
-                }
+                dynacast::announce(t, wanted, &self.participants, &self.id, out);
             }
         }
-        if let Some(ranking) = self.speakers.poll(now) {
+        let ranking = self.speakers.poll(now).filter(|_| self.speaker_events);
+        if let Some(ranking) = ranking {
             let speakers = ranking
                 .iter()
                 .filter_map(|s| {
@@ -725,6 +742,9 @@ impl Room {
 
 #[path = "room_allocation.rs"]
 mod allocation;
+
+#[path = "room_dynacast.rs"]
+mod dynacast;
 
 #[cfg(test)]
 #[path = "room_tests.rs"]

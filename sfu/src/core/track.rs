@@ -106,8 +106,12 @@ pub struct PublishedTrack {
     /// Sorted lowest quality first.
     pub layers: Vec<Layer>,
     pub subscriptions: Vec<Subscription>,
-    /// Last dynacast set announced.
+    /// Last dynacast set announced (or, for a relayed track, sent to the
+    /// publisher's side).
     pub wanted: Vec<VideoQuality>,
+    /// Layers wanted by subscribers elsewhere (other workers hosting the
+    /// room), by who reported them; merged into the announced set.
+    pub far_wanted: Vec<(usize, Vec<VideoQuality>)>,
     /// Reused for layer selection so ticks do not allocate.
     pub layer_info: Vec<LayerInfo>,
     /// Its claim on subscribers' downlinks. Camera until the publisher
@@ -136,6 +140,7 @@ impl PublishedTrack {
             layers: Vec::new(),
             subscriptions: Vec::new(),
             wanted: Vec::new(),
+            far_wanted: Vec::new(),
             layer_info: Vec::new(),
             priority: Priority::Camera,
         }

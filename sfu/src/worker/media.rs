@@ -2,6 +2,7 @@
 //! broadcast, and the periodic work (liveness, REMB caps, BWE targets).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use convene_proto::sfu::{DisconnectReason, SfuEvent, TrackKind};
@@ -10,7 +11,7 @@ use str0m::media::{MediaKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use tracing::{debug, info, warn};
 
-use super::{Worker, REMB_INTERVAL};
+use super::{Relay, Worker, REMB_INTERVAL};
 use crate::core::{DropReason, Forward, InboundRtp, ParticipantKey, RtxCachePolicy};
 
 /// Queued retransmissions are dropped when they exceed this share of a
@@ -53,11 +54,29 @@ impl Worker {
         let Some(room) = self.rooms.get_mut(&peer.room) else {
             return;
         };
-        match room.on_rtp(now, &inbound, &mut self.scratch) {
-            Ok(_) => {}
-            Err(DropReason::Muted) => self.metrics.dropped.muted.inc(),
-            Err(DropReason::UnknownTrack) => self.metrics.dropped.unknown_track.inc(),
-            Err(DropReason::MalformedRed) => self.metrics.dropped.malformed_red.inc(),
+        let relay = match room.on_rtp(now, &inbound, &mut self.scratch) {
+            Ok(_) => true,
+            Err(DropReason::Muted) => {
+                self.metrics.dropped.muted.inc();
+                false
+            }
+            Err(DropReason::UnknownTrack) => {
+                self.metrics.dropped.unknown_track.inc();
+                false
+            }
+            Err(DropReason::MalformedRed) => {
+                // Subscribers with RED got it; so may those elsewhere.
+                self.metrics.dropped.malformed_red.inc();
+                true
+            }
+        };
+        // A room across workers: one copy per other worker, sharing the
+        // payload, however many subscribers each has.
+        if let (true, Some(peers)) = (relay, self.room_peers.get(&peer.room)) {
+            for &to in peers {
+                self.relays.push_back((to, Relay::Rtp(inbound.clone())));
+                self.metrics.packets_relayed.inc();
+            }
         }
     }
 
@@ -87,6 +106,8 @@ impl Worker {
             Ok(_) => {
                 if room.track_count() > before {
                     self.metrics.tracks.inc();
+                    let room = peer.room.clone();
+                    self.relay_track(&room, key, mid);
                 }
             }
             Err(e) => warn!(participant = %peer.participant_id, "not published: {e}"),
@@ -94,18 +115,24 @@ impl Worker {
     }
 
     pub(super) fn unpublish(&mut self, key: ParticipantKey, mid: Mid) {
-        let Some(peer) = self.peers.get(&key) else {
+        let Some(room_id) = self.peers.get(&key).map(|p| p.room.clone()) else {
             return;
         };
-        let Some(room) = self.rooms.get_mut(&peer.room) else {
+        let Some(room) = self.rooms.get_mut(&room_id) else {
             return;
         };
         let before = room.track_count();
         let stop = room.unpublish(key, mid, &mut self.scratch);
-        self.metrics
-            .tracks
-            .sub((before - room.track_count()) as i64);
+        let removed = before - room.track_count();
+        self.metrics.tracks.sub(removed as i64);
         self.stop_lines(stop);
+        if removed > 0 {
+            self.relay_to_room(&room_id, || Relay::Untrack {
+                room: room_id.clone(),
+                publisher: key,
+                mid,
+            });
+        }
     }
 
     pub(super) fn stop_lines(&mut self, stop: Vec<(ParticipantKey, Mid)>) {
@@ -235,14 +262,33 @@ impl Worker {
             .map(|(k, _)| *k)
             .collect();
         for k in targets {
-            if let Some(p) = self.peers.get_mut(&k) {
-                if let Some(mut ch) = p.channel.and_then(|c| p.rtc.channel(c)) {
-                    if let Err(e) = ch.write(binary, &stamped) {
-                        debug!("data channel write failed: {e}");
-                    }
+            self.write_data(k, &stamped, binary, now);
+        }
+        if self.room_peers.get(&room).is_some_and(|p| !p.is_empty()) {
+            let data: Arc<[u8]> = stamped.into();
+            self.relay_to_room(&room, || Relay::Data {
+                room: room.clone(),
+                data: data.clone(),
+                binary,
+            });
+        }
+    }
+
+    /// One data-channel message to participant `k`.
+    pub(super) fn write_data(
+        &mut self,
+        k: ParticipantKey,
+        data: &[u8],
+        binary: bool,
+        now: Instant,
+    ) {
+        if let Some(p) = self.peers.get_mut(&k) {
+            if let Some(mut ch) = p.channel.and_then(|c| p.rtc.channel(c)) {
+                if let Err(e) = ch.write(binary, data) {
+                    debug!("data channel write failed: {e}");
                 }
-                self.drain(k, now);
             }
+            self.drain(k, now);
         }
     }
 

@@ -5,13 +5,16 @@
 //! [`Worker::handle`], then calls [`Worker::poll_output`] until it says
 //! [`Output::Timeout`], sending each [`Output::Transmit`] batch to the
 //! socket and each [`Output::Event`] to the control API's listeners. The
-//! virtual network (`sim.rs`) drives it the same way. Everything a room touches lives on one worker, so
-//! forwarding from a publisher's `Rtc` to its subscribers' needs no lock.
+//! virtual network (`sim.rs`) drives it the same way. Everything a worker
+//! touches is its own, so forwarding from a publisher's `Rtc` to its
+//! subscribers' needs no lock; a room across workers is relayed between
+//! them as [`Output::Relay`] / [`Input::Relay`] messages (`relay.rs`).
 //! Every str0m mutation is followed by a full `poll_output` drain (str0m's
 //! contract).
 
 mod events;
 mod media;
+mod relay;
 mod session;
 mod timers;
 
@@ -22,7 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use convene_proto::sfu::{DisconnectReason, SfuEvent};
-use str0m::media::KeyframeRequestKind;
 use str0m::net::{Protocol, Receive};
 use str0m::{Input as RtcInput, Output as RtcOutput};
 use tracing::{debug, warn};
@@ -35,7 +37,10 @@ use crate::peer::Peer;
 use crate::shard::Command;
 use crate::udp::{RecvMeta, Sent, Transmit};
 
+pub use relay::Relay;
 pub use timers::Timers;
+
+use relay::RemotePublisher;
 
 /// Periodic work (layer selection, speakers, liveness) runs this often.
 const TICK: Duration = Duration::from_millis(20);
@@ -57,6 +62,8 @@ pub enum Input<'a> {
     /// The socket took (or refused) a batch from [`Output::Transmit`]; the
     /// batch comes back to be reused.
     Sent { sent: Sent, batch: Vec<Transmit> },
+    /// Another worker's message about a room both host.
+    Relay(Relay),
     /// Every participant leaves.
     Shutdown,
 }
@@ -68,14 +75,24 @@ pub enum Output {
     Transmit(Vec<Transmit>),
     /// For the control API's listeners.
     Event(SfuEvent),
+    /// For worker `to`, as its [`Input::Relay`].
+    Relay { to: usize, msg: Relay },
     /// Nothing more now: [`Input::Timeout`] is due at this time (earlier
     /// input is welcome).
     Timeout(Instant),
 }
 
 pub struct Worker {
+    /// This worker's index among the SFU's workers.
+    index: usize,
     /// Events for the next [`Worker::poll_output`].
     events: VecDeque<SfuEvent>,
+    /// Messages for other workers, for the next [`Worker::poll_output`].
+    relays: VecDeque<(usize, Relay)>,
+    /// Room -> the other workers hosting some of its participants.
+    room_peers: HashMap<String, Vec<usize>>,
+    /// Publishers of local rooms hosted by other workers.
+    remotes: HashMap<ParticipantKey, RemotePublisher>,
     metrics: Metrics,
     config: Arc<SfuConfig>,
     /// This worker's candidates: every announced IP with its port.
@@ -112,7 +129,10 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Worker number `index`; `next_key` is shared by all workers, so a
+    /// participant's key names it across them.
     pub fn new(
+        index: usize,
         config: Arc<SfuConfig>,
         local_addrs: Vec<SocketAddr>,
         metrics: Metrics,
@@ -120,7 +140,11 @@ impl Worker {
         now: Instant,
     ) -> Self {
         Self {
+            index,
             events: VecDeque::new(),
+            relays: VecDeque::new(),
+            room_peers: HashMap::new(),
+            remotes: HashMap::new(),
             metrics,
             config,
             local_addrs,
@@ -164,17 +188,26 @@ impl Worker {
                 self.on_command(c, now);
                 self.release_writes(now);
             }
+            Input::Relay(r) => {
+                self.on_relay(r, now);
+                self.flush(now);
+                self.release_writes(now);
+            }
             Input::Timeout => self.on_timeout(now),
             Input::Sent { sent, batch } => self.on_sent(sent, batch, now),
             Input::Shutdown => self.shutdown(now),
         }
     }
 
-    /// What to do next, until [`Output::Timeout`]: events first, then the
-    /// datagrams queued so far as one batch.
+    /// What to do next, until [`Output::Timeout`]: events first, then
+    /// messages for other workers, then the datagrams queued so far as one
+    /// batch.
     pub fn poll_output(&mut self) -> Output {
         if let Some(e) = self.events.pop_front() {
             return Output::Event(e);
+        }
+        if let Some((to, msg)) = self.relays.pop_front() {
+            return Output::Relay { to, msg };
         }
         if !self.out.is_empty() {
             let next = std::mem::take(&mut self.spare);
@@ -370,14 +403,20 @@ impl Worker {
                     publisher,
                     mid,
                     rid,
+                } => self.request_keyframe(publisher, mid, rid, now),
+                Action::FarWanted {
+                    publisher,
+                    track_id,
+                    layers,
                 } => {
-                    if let Some(p) = self.peers.get_mut(&publisher) {
-                        let mut api = p.rtc.direct_api();
-                        if let Some(s) = api.stream_rx_by_mid(mid, rid) {
-                            s.request_keyframe(KeyframeRequestKind::Pli);
-                            self.metrics.keyframe_requests.inc();
-                        }
-                        self.drain(publisher, now);
+                    if let Some(r) = self.remotes.get(&publisher) {
+                        let msg = Relay::Wanted {
+                            room: r.room.clone(),
+                            track_id,
+                            from: self.index,
+                            layers,
+                        };
+                        self.relays.push_back((r.worker, msg));
                     }
                 }
                 Action::Event(e) => {

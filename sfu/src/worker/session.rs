@@ -11,7 +11,7 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{info, warn};
 
-use super::Worker;
+use super::{Relay, Worker};
 use crate::core::{ParticipantKey, Room, TrackKey};
 use crate::error::SfuError;
 use crate::peer::Peer;
@@ -89,12 +89,18 @@ impl Worker {
             self.metrics
                 .tracks
                 .sub((before - room.track_count()) as i64);
-            let empty = room.participant_count() == 0;
+            let empty = room.local_participant_count() == 0;
             self.queue.extend(self.scratch.drain(..));
             self.stop_lines(stop);
+            let room_id = peer.room.clone();
+            self.relay_to_room(&room_id, || Relay::Leave {
+                room: room_id.clone(),
+                publisher: key,
+            });
             if empty {
                 self.rooms.remove(&peer.room);
                 self.metrics.rooms.dec();
+                self.detach(&peer.room);
             }
         }
         // Subscribers that were about to get one of its tracks.
@@ -128,8 +134,8 @@ impl Worker {
 
     pub(super) fn on_command(&mut self, c: Command, now: Instant) {
         match c {
-            Command::Join(req, reply) => {
-                let _ = reply.send(self.join(req, now));
+            Command::Join { req, peers, reply } => {
+                let _ = reply.send(self.join(req, &peers, now));
             }
             Command::Answer {
                 room,
@@ -155,12 +161,19 @@ impl Worker {
             }
             Command::SetMute(req, reply) => {
                 let r = match self.rooms.get_mut(&req.room_id) {
-                    None => Err(SfuError::UnknownRoom(req.room_id)),
+                    None => Err(SfuError::UnknownRoom(req.room_id.clone())),
                     Some(room) => room
                         .set_muted(&req.track_id, req.muted, &mut self.scratch)
                         .map_err(SfuError::from),
                 };
                 self.queue.extend(self.scratch.drain(..));
+                if r.is_ok() {
+                    self.relay_to_room(&req.room_id, || Relay::Muted {
+                        room: req.room_id.clone(),
+                        track_id: req.track_id.clone(),
+                        muted: req.muted,
+                    });
+                }
                 let _ = reply.send(r);
             }
             Command::Remove {
@@ -192,7 +205,13 @@ impl Worker {
         }
     }
 
-    fn join(&mut self, req: JoinRequest, now: Instant) -> Result<String, SfuError> {
+    /// `peers`: the other workers hosting the room, by the placement.
+    fn join(
+        &mut self,
+        req: JoinRequest,
+        peers: &[usize],
+        now: Instant,
+    ) -> Result<String, SfuError> {
         let id = (req.room_id.clone(), req.participant_id.clone());
         if self.by_id.contains_key(&id) {
             return Err(SfuError::DuplicateParticipant(req.participant_id));
@@ -234,6 +253,7 @@ impl Worker {
         self.by_id.insert(id, key);
         self.peers.insert(key, peer);
         self.metrics.participants.inc();
+        self.attach(&req.room_id, peers);
         info!(participant = %req.participant_id, room = %req.room_id, "joined");
         self.drain(key, now);
         Ok(answer.to_sdp_string())
@@ -291,20 +311,16 @@ impl Worker {
         let Some(room_id) = self.peers.get(&key).map(|p| p.room.clone()) else {
             return false;
         };
-        let Some(room) = self.rooms.get_mut(&room_id) else {
-            return false;
-        };
-        let Some(t) = room.track(tk) else {
+        let Some(t) = self.rooms.get(&room_id).and_then(|r| r.track(tk)) else {
             return false;
         };
         let kind = match t.kind {
             TrackKind::Audio => MediaKind::Audio,
             TrackKind::Video => MediaKind::Video,
         };
-        let Some(publisher) = self.peers.get(&t.publisher) else {
+        let Some(params) = self.publisher_params(t.publisher, kind) else {
             return false;
         };
-        let params = publisher.params(kind);
         let Some(sub) = self.peers.get(&key) else {
             return false;
         };
@@ -312,6 +328,9 @@ impl Worker {
         if map.is_empty() {
             warn!(participant = %sub.participant_id, "no common codec for track");
         }
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return false;
+        };
         let activated = room.activate_subscription(key, tk, mid, map, now, &mut self.scratch);
         if activated && kind == MediaKind::Video {
             self.size_rtx_cache(key, mid, None);
