@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use convene_proto::sfu::{Grants, JoinRequest, SfuEvent, SubscribeRequest, VideoQuality};
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::{SdpAnswer, SdpApi, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
-use str0m::{Candidate, Event, Input as RtcInput, Output as RtcOutput, Rtc};
+use str0m::{Candidate, Event, Input as RtcInput, Output as RtcOutput, Rtc, RtcConfig};
 use tokio::sync::oneshot;
 
 use crate::config::SfuConfig;
@@ -42,8 +42,25 @@ pub fn worker_addr(i: usize) -> SocketAddr {
     SocketAddr::new(SFU_ADDR.ip(), SFU_ADDR.port() + i as u16)
 }
 
+/// What a test sees of one client, and the loss it injects on the
+/// client's side of the virtual network.
+pub trait ClientHook {
+    /// Every str0m event of the client.
+    fn event(&mut self, _event: &Event) {}
+    /// False drops the client's datagram on its way out.
+    fn send(&mut self, _datagram: &[u8]) -> bool {
+        true
+    }
+    /// False drops a datagram on its way in to the client.
+    fn receive(&mut self, _datagram: &[u8]) -> bool {
+        true
+    }
+}
+
+impl ClientHook for () {}
+
 /// A client peer on the virtual network.
-pub struct SimClient {
+pub struct SimClient<H = ()> {
     pub id: String,
     pub rtc: Rtc,
     pub addr: SocketAddr,
@@ -59,16 +76,25 @@ pub struct SimClient {
     pub video_mid: Option<Mid>,
     pub audio_mid: Option<Mid>,
     next_seq: u64,
+    pub hook: H,
 }
 
-impl SimClient {
+impl<H: ClientHook> SimClient<H> {
     /// Poll the client's output until its timeout: datagrams for the SFU
     /// into `to_sfu`, received RTP into `received`.
     fn drain(&mut self, to_sfu: &mut Vec<Vec<u8>>) {
         loop {
-            match self.rtc.poll_output() {
+            let out = self.rtc.poll_output();
+            if let Ok(RtcOutput::Event(e)) = &out {
+                self.hook.event(e);
+            }
+            match out {
                 Ok(RtcOutput::Timeout(_)) | Err(_) => break,
-                Ok(RtcOutput::Transmit(t)) => to_sfu.push(Vec::from(t.contents)),
+                Ok(RtcOutput::Transmit(t)) => {
+                    if self.hook.send(&t.contents) {
+                        to_sfu.push(Vec::from(t.contents));
+                    }
+                }
                 Ok(RtcOutput::Event(Event::Connected)) => self.connected = true,
                 Ok(RtcOutput::Event(Event::KeyframeRequest(_))) => self.keyframe_requests += 1,
                 Ok(RtcOutput::Event(Event::RtpPacket(p))) => {
@@ -87,14 +113,14 @@ impl SimClient {
     }
 }
 
-pub struct SimNet {
+pub struct SimNet<H = ()> {
     workers: Vec<Worker>,
     placement: Placement,
     /// Relays between workers, not yet delivered.
     relays: VecDeque<(usize, Relay)>,
     /// Relayed RTP packets delivered, per receiving worker.
     pub relayed_rtp: Vec<usize>,
-    pub clients: Vec<SimClient>,
+    pub clients: Vec<SimClient<H>>,
     pub now: Instant,
     /// The worker's events not yet looked at.
     events: VecDeque<SfuEvent>,
@@ -111,6 +137,43 @@ pub struct SimNet {
 
 impl SimNet {
     pub fn new(config: SfuConfig) -> Self {
+        Self::with_hooks(config)
+    }
+
+    /// A client joins `room`. Publishers send one Opus and one VP8 m-line;
+    /// others open a data channel only.
+    pub fn join(&mut self, room: &str, id: &str, publish: bool) {
+        let (audio_mid, video_mid) = self.join_with(room, id, Rtc::builder(), (), |change| {
+            if publish {
+                let audio = change.add_media(
+                    MediaKind::Audio,
+                    Direction::SendOnly,
+                    Some(id.into()),
+                    Some("mic".into()),
+                    None,
+                );
+                let video = change.add_media(
+                    MediaKind::Video,
+                    Direction::SendOnly,
+                    Some(id.into()),
+                    Some("cam".into()),
+                    None,
+                );
+                (Some(audio), Some(video))
+            } else {
+                change.add_channel("convene".into());
+                (None, None)
+            }
+        });
+        let c = self.clients.last_mut().expect("just joined");
+        c.audio_mid = audio_mid;
+        c.video_mid = video_mid;
+    }
+}
+
+impl<H: ClientHook> SimNet<H> {
+    /// A network whose clients carry a `H` each (see [`SimNet::join_with`]).
+    pub fn with_hooks(config: SfuConfig) -> Self {
         let now = Instant::now();
         let metrics = Metrics::new().expect("metrics");
         let n = config.workers.max(1);
@@ -155,7 +218,7 @@ impl SimNet {
             .expect("client exists")
     }
 
-    pub fn client(&self, id: &str) -> &SimClient {
+    pub fn client(&self, id: &str) -> &SimClient<H> {
         &self.clients[self.client_index(id)]
     }
 
@@ -176,9 +239,17 @@ impl SimNet {
         self.placement.worker_of(room, id).unwrap_or(0)
     }
 
-    /// A client joins `room`. Publishers send one Opus and one VP8 m-line;
-    /// others open a data channel only.
-    pub fn join(&mut self, room: &str, id: &str, publish: bool) {
+    /// A client with `config` (in RTP mode) and `hook` joins `room` with
+    /// the m-lines (or data channel) `media` adds to its offer; returns what
+    /// `media` returned.
+    pub fn join_with<T>(
+        &mut self,
+        room: &str,
+        id: &str,
+        config: RtcConfig,
+        hook: H,
+        media: impl FnOnce(&mut SdpApi<'_>) -> T,
+    ) -> T {
         let addr = SocketAddr::new(
             IpAddr::V4(Ipv4Addr::new(
                 10,
@@ -188,28 +259,10 @@ impl SimNet {
             )),
             6000,
         );
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        let mut rtc = config.set_rtp_mode(true).build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut change = rtc.sdp_api();
-        let (mut audio_mid, mut video_mid) = (None, None);
-        if publish {
-            audio_mid = Some(change.add_media(
-                MediaKind::Audio,
-                Direction::SendOnly,
-                Some(id.into()),
-                Some("mic".into()),
-                None,
-            ));
-            video_mid = Some(change.add_media(
-                MediaKind::Video,
-                Direction::SendOnly,
-                Some(id.into()),
-                Some("cam".into()),
-                None,
-            ));
-        } else {
-            change.add_channel("convene".into());
-        }
+        let added = media(&mut change);
         let (offer, pending) = change.apply().expect("offer");
         let req = JoinRequest {
             room_id: room.into(),
@@ -239,20 +292,39 @@ impl SimNet {
             received: Vec::new(),
             keyframe_requests: 0,
             connected: false,
-            video_mid,
-            audio_mid,
+            video_mid: None,
+            audio_mid: None,
             next_seq: 1,
+            hook,
         });
+        added
+    }
+
+    pub fn client_mut(&mut self, id: &str) -> &mut SimClient<H> {
+        let i = self.client_index(id);
+        &mut self.clients[i]
     }
 
     /// Subscribe `id` to tracks (`"{publisher}/{mid}"`); the renegotiation
     /// completes in the following steps.
     pub fn subscribe(&mut self, room: &str, id: &str, track_ids: Vec<String>) {
+        self.subscribe_at(room, id, track_ids, VideoQuality::High);
+    }
+
+    /// [`SimNet::subscribe`] with a quality cap (or a new cap for existing
+    /// subscriptions).
+    pub fn subscribe_at(
+        &mut self,
+        room: &str,
+        id: &str,
+        track_ids: Vec<String>,
+        max_quality: VideoQuality,
+    ) {
         let req = SubscribeRequest {
             room_id: room.into(),
             participant_id: id.into(),
             track_ids,
-            max_quality: VideoQuality::High,
+            max_quality,
         };
         let worker = self.worker_of(room, id);
         self.command(worker, |r| Command::Subscribe(req, r))
@@ -396,6 +468,9 @@ impl SimNet {
         // str0m's contract: drain the output after every input (a second
         // datagram before the drain would overwrite the first's packet).
         while let Some(d) = c.inbox.pop_front() {
+            if !c.hook.receive(&d) {
+                continue;
+            }
             let Ok(contents) = d.as_slice().try_into() else {
                 continue;
             };

@@ -1,29 +1,27 @@
 //! Media under packet loss, and Opus RED towards subscribers without RED,
-//! end to end over loopback UDP with str0m client peers in RTP mode.
+//! with str0m client peers in RTP mode on the virtual network and clock
+//! (`convene_sfu::sim`): deterministic, no sockets, no sleeps.
 //!
-//! Loss is injected in the clients' own network loops: every 10th media RTP
-//! datagram (by the stream's main payload type, so never STUN, DTLS, RTCP or
-//! RTX retransmissions) is dropped, on the publisher's way out (uplink) or
-//! on the subscriber's way in (downlink). The subscriber must still end up
-//! with every sequence number: uplink losses are repaired by the SFU NACKing
-//! the publisher, downlink losses by the SFU answering the subscriber's
-//! NACKs with RTX from its send buffer.
-
-mod common;
+//! Loss is injected on the clients' side of the network: every 10th media
+//! RTP datagram (by the stream's main payload type, so never STUN, DTLS,
+//! RTCP or RTX retransmissions) is dropped, on the publisher's way out
+//! (uplink) or on the subscriber's way in (downlink). The subscriber must
+//! still end up with every sequence number: uplink losses are repaired by
+//! the SFU NACKing the publisher, downlink losses by the SFU answering the
+//! subscriber's NACKs with RTX from its send buffer.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::str0m_client::{self, answer_renegotiation, run_for, run_until};
-use convene_peer::Handler;
-use convene_sfu::{SfuConfig, SfuEvent, SfuHandle, VideoQuality};
+use convene_sfu::sim::{ClientHook, SimNet};
+use convene_sfu::{SfuConfig, SfuEvent};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::net::Transmit;
 use str0m::rtp::RtpWrite;
 use str0m::{Event, Rtc, RtcConfig};
-use tokio::sync::broadcast;
+
+/// One step of the virtual clock.
+const STEP: Duration = Duration::from_millis(2);
 
 /// Drops every `every`-th RTP datagram of payload type `pt` while `on`.
 struct Loss {
@@ -89,8 +87,8 @@ struct Seen {
     ingress_sr: bool,
 }
 
-impl Handler for Seen {
-    fn event(&mut self, event: Event) {
+impl ClientHook for Seen {
+    fn event(&mut self, event: &Event) {
         match event {
             Event::RtpPacket(p) => self.received.push(Received {
                 pt: p.header.payload_type,
@@ -111,19 +109,19 @@ impl Handler for Seen {
         }
     }
 
-    fn send(&mut self, t: &Transmit) -> bool {
-        !self.loss_out.drop(&t.contents)
+    fn send(&mut self, datagram: &[u8]) -> bool {
+        !self.loss_out.drop(datagram)
     }
 
-    fn receive(&mut self, _source: SocketAddr, datagram: &[u8]) -> bool {
+    fn receive(&mut self, datagram: &[u8]) -> bool {
         !self.loss_in.drop(datagram)
     }
 }
 
-type Client = str0m_client::Client<Seen>;
+type Net = SimNet<Seen>;
 
-fn client(config: RtcConfig) -> Client {
-    let seen = Seen {
+fn seen() -> Seen {
+    Seen {
         received: Vec::new(),
         keyframe_wanted: true,
         loss_out: Loss::new(10),
@@ -132,43 +130,50 @@ fn client(config: RtcConfig) -> Client {
         egress_rr: false,
         ingress_nacks: 0,
         ingress_sr: false,
-    };
-    Client::new(
-        config.set_stats_interval(Some(Duration::from_millis(200))),
-        seen,
-    )
+    }
 }
 
-fn red_of(c: &Client) -> Option<Pt> {
-    c.peer
-        .rtc
-        .codec_config()
+fn pt_of(rtc: &Rtc, codec: Codec) -> Pt {
+    rtc.codec_config()
+        .find(|p| p.spec().codec == codec)
+        .expect("codec negotiated")
+        .pt()
+}
+
+fn red_of(rtc: &Rtc) -> Option<Pt> {
+    rtc.codec_config()
         .find(|p| p.spec().codec == Codec::Opus)
         .and_then(|p| p.red())
 }
 
-/// The highest sequence number `c` has received.
-fn newest_seq(c: &Client) -> u64 {
-    c.seen.received.iter().map(|r| r.seq).max().unwrap()
+/// The highest sequence number `id` has received.
+fn newest_seq(net: &Net, id: &str) -> u64 {
+    net.client(id)
+        .hook
+        .received
+        .iter()
+        .map(|r| r.seq)
+        .max()
+        .unwrap()
 }
 
-fn write(c: &mut Client, mid: Mid, w: RtpWrite) {
-    let mut api = c.peer.rtc.direct_api();
+fn write(net: &mut Net, id: &str, mid: Mid, w: RtpWrite) {
+    let mut api = net.client_mut(id).rtc.direct_api();
     let stream = api.stream_tx_by_mid(mid, None).expect("tx stream");
     stream.write_rtp(w);
-    c.drain();
 }
 
-/// Join `c` with one send-only m-line of `kind` (or only a data channel);
+/// Join `id` with one send-only m-line of `kind` (or only a data channel);
 /// returns the m-line.
-async fn join(
-    handle: &SfuHandle,
+fn join(
+    net: &mut Net,
     room: &str,
     id: &str,
-    c: &mut Client,
+    config: RtcConfig,
     kind: Option<MediaKind>,
 ) -> Option<Mid> {
-    str0m_client::join(handle, room, id, c, |change| match kind {
+    let config = config.set_stats_interval(Some(Duration::from_millis(200)));
+    net.join_with(room, id, config, seen(), |change| match kind {
         Some(k) => Some(change.add_media(
             k,
             Direction::SendOnly,
@@ -181,47 +186,43 @@ async fn join(
             None
         }
     })
-    .await
 }
 
-/// Subscribe `sub` and answer the SFU's renegotiation offer.
-async fn subscribe(
-    handle: &SfuHandle,
-    events: &mut broadcast::Receiver<SfuEvent>,
+/// Step the virtual clock, calling `step` before each step, until `done`
+/// or `deadline` of virtual time; panics with `what` on timeout.
+fn run_until(
+    net: &mut Net,
     room: &str,
-    id: &str,
-    c: &mut Client,
-    track: &str,
+    deadline: Duration,
+    what: &str,
+    mut step: impl FnMut(&mut Net),
+    mut done: impl FnMut(&Net) -> bool,
 ) {
-    handle
-        .subscribe(room, id, &[track.to_string()], VideoQuality::High)
-        .await
-        .unwrap();
-    answer_renegotiation(handle, events, room, id, c, Duration::from_secs(10)).await;
+    let end = net.now + deadline;
+    while !done(net) {
+        assert!(net.now < end, "timed out: {what}");
+        step(net);
+        net.run_for(room, STEP, STEP);
+    }
 }
 
-/// Wait (pumping both peers, blocking: these tests have few packets) until
-/// the SFU announces the publisher's track.
-fn wait_published(
-    events: &mut broadcast::Receiver<SfuEvent>,
-    clients: &mut [&mut Client],
-) -> String {
-    let mut track = None;
+/// Step until the SFU announces a track; returns its id.
+fn wait_published(net: &mut Net, room: &str) -> String {
+    let published = |net: &Net| {
+        net.seen.iter().find_map(|e| match e {
+            SfuEvent::TrackPublished { track, .. } => Some(track.track_id.clone()),
+            _ => None,
+        })
+    };
     run_until(
+        net,
+        room,
         Duration::from_secs(20),
         "track published",
-        clients,
-        |_, _| {},
-        |_| {
-            while let Ok(e) = events.try_recv() {
-                if let SfuEvent::TrackPublished { track: t, .. } = e {
-                    track = Some(t.track_id);
-                }
-            }
-            track.is_some()
-        },
+        |_| {},
+        |n| published(n).is_some(),
     );
-    track.unwrap()
+    published(net).expect("published")
 }
 
 /// A VP8 publisher at 30 fps, three ~1 kB packets a frame, a keyframe
@@ -234,13 +235,15 @@ struct Vp8Source {
 }
 
 impl Vp8Source {
-    fn step(&mut self, publisher: &mut Client, now: Instant) {
+    fn step(&mut self, net: &mut Net) {
+        let now = net.now;
         if now < self.next {
             return;
         }
         self.next = now + Duration::from_millis(33);
-        let pt = publisher.pt_of(Codec::Vp8);
-        let key = std::mem::take(&mut publisher.seen.keyframe_wanted);
+        let publisher = net.client_mut("pub");
+        let pt = pt_of(&publisher.rtc, Codec::Vp8);
+        let key = std::mem::take(&mut publisher.hook.keyframe_wanted);
         for k in 0..3u8 {
             let mut payload = vec![
                 if k == 0 { 0x10 } else { 0x00 },
@@ -250,118 +253,127 @@ impl Vp8Source {
             let w = RtpWrite::new(pt, self.seq.into(), self.frame * 3000, now, payload)
                 .marker(k == 2)
                 .nackable(true);
-            write(publisher, self.mid, w);
+            write(net, "pub", self.mid, w);
             self.seq += 1;
         }
         self.frame += 1;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uplink_loss_is_repaired_by_nacks_to_the_publisher() {
-    tokio::time::timeout(Duration::from_secs(120), lossy(true, false))
-        .await
-        .expect("test timed out");
+#[test]
+fn uplink_loss_is_repaired_by_nacks_to_the_publisher() {
+    lossy(true, false);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn downlink_loss_is_repaired_with_rtx_from_the_sfu() {
-    tokio::time::timeout(Duration::from_secs(120), lossy(false, true))
-        .await
-        .expect("test timed out");
+#[test]
+fn downlink_loss_is_repaired_with_rtx_from_the_sfu() {
+    lossy(false, true);
 }
 
-async fn lossy(uplink: bool, downlink: bool) {
-    common::init_log();
-    let (sfu, handle) = convene_sfu::start(SfuConfig::for_tests()).await.unwrap();
-    let mut events = handle.events();
+fn lossy(uplink: bool, downlink: bool) {
+    let mut net: Net = SimNet::with_hooks(SfuConfig::for_tests());
     let room = "lossy";
-
-    let mut publisher = client(Rtc::builder());
-    let mid = join(&handle, room, "pub", &mut publisher, Some(MediaKind::Video))
-        .await
-        .unwrap();
-    let mut subscriber = client(Rtc::builder());
-    join(&handle, room, "sub", &mut subscriber, None).await;
-    let track = wait_published(&mut events, &mut [&mut publisher, &mut subscriber]);
+    let mid = join(
+        &mut net,
+        room,
+        "pub",
+        Rtc::builder(),
+        Some(MediaKind::Video),
+    )
+    .unwrap();
+    join(&mut net, room, "sub", Rtc::builder(), None);
+    let track = wait_published(&mut net, room);
 
     let mut source = Vp8Source {
         mid,
         seq: 1000,
         frame: 0,
-        next: Instant::now(),
+        next: net.now,
     };
-    subscribe(&handle, &mut events, room, "sub", &mut subscriber, &track).await;
-    let mut clients = [&mut publisher, &mut subscriber];
-    let step = |c: &mut [&mut Client], now| source.step(c[0], now);
-    let mut step = step;
+    net.subscribe(room, "sub", vec![track]);
 
     // Warm up without loss: the subscriber starts at a keyframe.
     run_until(
+        &mut net,
+        room,
         Duration::from_secs(20),
         "first packets at the subscriber",
-        &mut clients,
-        &mut step,
-        |c| c[1].seen.received.len() >= 30,
+        |n| source.step(n),
+        |n| n.client("sub").hook.received.len() >= 30,
     );
-    let vp8_pub = clients[0].pt_of(Codec::Vp8);
-    let vp8_sub = clients[1].pt_of(Codec::Vp8);
-    clients[0].seen.loss_out.pt = Some(*vp8_pub);
-    clients[1].seen.loss_in.pt = Some(*vp8_sub);
-    clients[0].seen.loss_out.on = uplink;
-    clients[1].seen.loss_in.on = downlink;
-    let window_start = newest_seq(clients[1]);
+    let vp8_pub = pt_of(&net.client("pub").rtc, Codec::Vp8);
+    let vp8_sub = pt_of(&net.client("sub").rtc, Codec::Vp8);
+    let p = &mut net.client_mut("pub").hook;
+    p.loss_out.pt = Some(*vp8_pub);
+    p.loss_out.on = uplink;
+    let s = &mut net.client_mut("sub").hook;
+    s.loss_in.pt = Some(*vp8_sub);
+    s.loss_in.on = downlink;
+    let window_start = newest_seq(&net, "sub");
 
     // 10 % loss until 30 packets are gone (about 300 packets, 3.3 s).
+    let dropped =
+        |n: &Net| n.client("pub").hook.loss_out.dropped + n.client("sub").hook.loss_in.dropped;
     run_until(
+        &mut net,
+        room,
         Duration::from_secs(40),
         "30 packets dropped",
-        &mut clients,
-        &mut step,
-        |c| c[0].seen.loss_out.dropped + c[1].seen.loss_in.dropped >= 30,
+        |n| source.step(n),
+        |n| dropped(n) >= 30,
     );
-    clients[0].seen.loss_out.on = false;
-    clients[1].seen.loss_in.on = false;
-    let window_end = newest_seq(clients[1]);
+    net.client_mut("pub").hook.loss_out.on = false;
+    net.client_mut("sub").hook.loss_in.on = false;
+    let window_end = newest_seq(&net, "sub");
     assert!(
         window_end >= window_start + 200,
         "{window_start}..{window_end}"
     );
 
     // Every sequence number of the lossy window arrives, late or not.
-    let missing = |c: &Client| -> Vec<u64> {
-        let got: BTreeSet<u64> = c.seen.received.iter().map(|r| r.seq).collect();
+    let missing = |n: &Net| -> Vec<u64> {
+        let got: BTreeSet<u64> = n
+            .client("sub")
+            .hook
+            .received
+            .iter()
+            .map(|r| r.seq)
+            .collect();
         (window_start..=window_end)
             .filter(|s| !got.contains(s))
             .collect()
     };
-    let end = Instant::now() + Duration::from_secs(30);
-    while !missing(clients[1]).is_empty() && Instant::now() < end {
-        run_for(Duration::from_millis(50), &mut clients, &mut step);
+    let end = net.now + Duration::from_secs(30);
+    while !missing(&net).is_empty() && net.now < end {
+        source.step(&mut net);
+        net.run_for(room, STEP, STEP);
     }
-    let gaps = missing(clients[1]);
+    let gaps = missing(&net);
     assert!(gaps.is_empty(), "never received: {gaps:?}");
-    let pub_dropped = clients[0].seen.loss_out.dropped;
-    let sub_dropped = clients[1].seen.loss_in.dropped;
+    let pub_dropped = net.client("pub").hook.loss_out.dropped;
+    let sub_dropped = net.client("sub").hook.loss_in.dropped;
 
     // The repairs are visible in the SFU's metrics and the peers' stats
-    // (stats events come every second: wait for them).
-    let m = sfu.metrics().clone();
+    // (stats events come every 200 ms: wait for them).
+    let m = net.metrics.clone();
     run_until(
+        &mut net,
+        room,
         Duration::from_secs(20),
         "NACK counters",
-        &mut clients,
-        &mut step,
-        |c| {
-            let up = !uplink || (m.nacks_sent.get() > 0 && c[0].seen.egress_nacks > 0);
-            let down = !downlink || (m.nacks.get() > 0 && c[1].seen.ingress_nacks > 0);
-            up && down && c[1].seen.ingress_sr && c[0].seen.egress_rr
+        |n| source.step(n),
+        |n| {
+            let (p, s) = (&n.client("pub").hook, &n.client("sub").hook);
+            let up = !uplink || (m.nacks_sent.get() > 0 && p.egress_nacks > 0);
+            let down = !downlink || (m.nacks.get() > 0 && s.ingress_nacks > 0);
+            up && down && s.ingress_sr && p.egress_rr
         },
     );
     // RTCP both ways: the subscriber got sender reports for the forwarded
     // stream (also tagged on its packets), the publisher receiver reports.
-    assert!(clients[1]
-        .seen
+    assert!(net
+        .client("sub")
+        .hook
         .received
         .iter()
         .any(|r| r.sender_report_seen));
@@ -378,15 +390,14 @@ async fn lossy(uplink: bool, downlink: bool) {
         window_end - window_start + 1,
         m.nacks.get(),
         m.nacks_sent.get(),
-        clients[0].seen.egress_nacks,
-        clients[1].seen.ingress_nacks,
+        net.client("pub").hook.egress_nacks,
+        net.client("sub").hook.ingress_nacks,
         m.packets_received.get(),
         m.bytes_received.get(),
         m.packets_sent.get(),
         m.bytes_sent.get(),
         m.packets_forwarded.get(),
     );
-    sfu.shutdown().await;
 }
 
 /// RFC 2198 payload: one redundant block (the previous frame) and the
@@ -407,34 +418,21 @@ fn red_payload(opus: u8, prev: &[u8], primary: &[u8], len_bias: u16) -> Vec<u8> 
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn red_is_unwrapped_for_subscribers_without_red() {
-    tokio::time::timeout(Duration::from_secs(120), red())
-        .await
-        .expect("test timed out");
-}
-
-async fn red() {
-    common::init_log();
-    let (sfu, handle) = convene_sfu::start(SfuConfig::for_tests()).await.unwrap();
-    let mut events = handle.events();
+#[test]
+fn red_is_unwrapped_for_subscribers_without_red() {
+    let mut net: Net = SimNet::with_hooks(SfuConfig::for_tests());
     let room = "red";
     let with_red = || Rtc::builder().enable_opus(true, true);
 
-    let mut publisher = client(with_red());
-    let mid = join(&handle, room, "pub", &mut publisher, Some(MediaKind::Audio))
-        .await
-        .unwrap();
-    let mut plain = client(Rtc::builder());
-    join(&handle, room, "plain", &mut plain, None).await;
-    let mut redsub = client(with_red());
-    join(&handle, room, "redsub", &mut redsub, None).await;
-    let track = wait_published(&mut events, &mut [&mut publisher, &mut plain, &mut redsub]);
-    subscribe(&handle, &mut events, room, "plain", &mut plain, &track).await;
-    subscribe(&handle, &mut events, room, "redsub", &mut redsub, &track).await;
+    let mid = join(&mut net, room, "pub", with_red(), Some(MediaKind::Audio)).unwrap();
+    join(&mut net, room, "plain", Rtc::builder(), None);
+    join(&mut net, room, "redsub", with_red(), None);
+    let track = wait_published(&mut net, room);
+    net.subscribe(room, "plain", vec![track.clone()]);
+    net.subscribe(room, "redsub", vec![track]);
 
-    let opus = publisher.pt_of(Codec::Opus);
-    let red_pt = red_of(&publisher).expect("publisher negotiated RED");
+    let opus = pt_of(&net.client("pub").rtc, Codec::Opus);
+    let red_pt = red_of(&net.client("pub").rtc).expect("publisher negotiated RED");
     // Frame n's Opus bytes: a TOC byte and the frame number.
     let frame = |n: u32| -> Vec<u8> {
         let mut f = vec![0xfc];
@@ -444,14 +442,15 @@ async fn red() {
     // Every 10th packet is malformed (its redundant block overruns).
     let malformed = |n: u32| n % 10 == 9;
     let mut n = 0u32;
-    let mut next = Instant::now();
+    let mut next: Instant = net.now;
     let mut sent: HashMap<u64, (u32, Vec<u8>)> = HashMap::new();
-    let mut clients = [&mut publisher, &mut plain, &mut redsub];
     run_until(
+        &mut net,
+        room,
         Duration::from_secs(40),
         "audio at both subscribers",
-        &mut clients,
-        |c, now| {
+        |net| {
+            let now = net.now;
             if now < next {
                 return;
             }
@@ -462,20 +461,25 @@ async fn red() {
             let seq = 7000 + n as u64;
             sent.insert(seq, (n, payload.clone()));
             write(
-                c[0],
+                net,
+                "pub",
                 mid,
                 RtpWrite::new(red_pt, seq.into(), n * 960, now, payload),
             );
             n += 1;
         },
-        |c| c[1].seen.received.len() >= 60 && c[2].seen.received.len() >= 60,
+        |n| {
+            n.client("plain").hook.received.len() >= 60
+                && n.client("redsub").hook.received.len() >= 60
+        },
     );
 
     // Without RED: Opus only, exactly each well-formed packet's primary.
-    let plain_opus = clients[1].pt_of(Codec::Opus);
-    assert_eq!(red_of(clients[1]), None, "plain subscriber has no RED");
+    let plain = net.client("plain");
+    let plain_opus = pt_of(&plain.rtc, Codec::Opus);
+    assert_eq!(red_of(&plain.rtc), None, "plain subscriber has no RED");
     let mut plain_frames = Vec::new();
-    for r in &clients[1].seen.received {
+    for r in &plain.hook.received {
         assert_eq!(r.pt, plain_opus);
         assert_eq!(r.payload.len(), 5, "primary block only: {:?}", r.payload);
         let f = u32::from_be_bytes(r.payload[1..5].try_into().unwrap());
@@ -486,14 +490,15 @@ async fn red() {
         plain_frames.push(f);
     }
     // With RED: the packets as sent, malformed ones too, on its RED PT.
-    let sub_red = red_of(clients[2]).expect("RED negotiated with redsub");
+    let redsub = net.client("redsub");
+    let sub_red = red_of(&redsub.rtc).expect("RED negotiated with redsub");
     let mut red_malformed = 0;
-    let first_seq = clients[2].seen.received[0].seq;
+    let first_seq = redsub.hook.received[0].seq;
     let (first_n, _) = sent
         .values()
-        .find(|(_, p)| *p == clients[2].seen.received[0].payload)
+        .find(|(_, p)| *p == redsub.hook.received[0].payload)
         .expect("first RED packet was sent");
-    for r in &clients[2].seen.received {
+    for r in &redsub.hook.received {
         assert_eq!(r.pt, sub_red);
         let n = first_n + (r.seq - first_seq) as u32;
         let (_, p) = &sent[&(7000 + n as u64)];
@@ -508,7 +513,6 @@ async fn red() {
     let (lo, hi) = (plain_frames[0], *plain_frames.last().unwrap());
     let want: Vec<u32> = (lo..=hi).filter(|f| !malformed(*f)).collect();
     assert_eq!(plain_frames, want);
-    let dropped = sfu.metrics().dropped.malformed_red.get();
+    let dropped = net.metrics.dropped.malformed_red.get();
     assert!(dropped >= 3, "malformed_red drops counted: {dropped}");
-    sfu.shutdown().await;
 }

@@ -1,6 +1,9 @@
-//! Simulcast end to end over loopback UDP, with str0m client peers in RTP
-//! mode: the publisher writes three rid streams (q, h, f); the subscriber
-//! asks for Low, then High.
+//! Simulcast end to end with str0m client peers in RTP mode: the publisher
+//! writes three rid streams (q, h, f); the subscriber asks for Low, then
+//! High. The logic runs on the virtual network and clock
+//! (`convene_sfu::sim`); the same scenario runs once over loopback UDP with
+//! publisher and subscriber on two workers, for the sockets, the threads
+//! and the relay between them.
 
 mod common;
 
@@ -8,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::str0m_client::{self, answer_renegotiation, join};
 use convene_peer::Handler;
+use convene_sfu::sim::{ClientHook, SimNet};
 use convene_sfu::{SfuConfig, SfuEvent, VideoQuality};
+use str0m::change::SdpApi;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::rtp::{ExtensionValues, RtpWrite};
@@ -23,8 +28,15 @@ struct Seen {
     keyframe_wanted: [bool; 3],
 }
 
-impl Handler for Seen {
-    fn event(&mut self, event: Event) {
+impl Seen {
+    fn new() -> Self {
+        Self {
+            received: Vec::new(),
+            keyframe_wanted: [true; 3],
+        }
+    }
+
+    fn on(&mut self, event: &Event) {
         match event {
             Event::RtpPacket(p) => {
                 let layer = p.payload.get(2).copied().unwrap_or(255);
@@ -41,14 +53,45 @@ impl Handler for Seen {
     }
 }
 
+impl Handler for Seen {
+    fn event(&mut self, event: Event) {
+        self.on(&event);
+    }
+}
+
+impl ClientHook for Seen {
+    fn event(&mut self, event: &Event) {
+        self.on(event);
+    }
+}
+
 type Client = str0m_client::Client<Seen>;
 
 fn client() -> Client {
-    let seen = Seen {
-        received: Vec::new(),
-        keyframe_wanted: [true; 3],
-    };
-    Client::new(Rtc::builder(), seen)
+    Client::new(Rtc::builder(), Seen::new())
+}
+
+/// The publisher's offer: Opus, and VP8 with three send rids.
+fn publisher_media(change: &mut SdpApi<'_>) -> (Mid, Mid) {
+    let mut sim = Simulcast::new();
+    for r in RIDS {
+        sim.add_send_layer(SimulcastLayer::new(r));
+    }
+    let audio_mid = change.add_media(
+        MediaKind::Audio,
+        Direction::SendOnly,
+        Some("pub".into()),
+        Some("mic".into()),
+        None,
+    );
+    let mid = change.add_media(
+        MediaKind::Video,
+        Direction::SendOnly,
+        Some("pub".into()),
+        Some("cam".into()),
+        Some(sim),
+    );
+    (audio_mid, mid)
 }
 
 /// Runs both peers' network loops for `d` (blocking; these tests have few
@@ -63,13 +106,22 @@ struct Media {
 
 impl Media {
     fn step(&mut self, publisher: &mut Client, now: Instant) {
+        let Client { peer, seen } = publisher;
+        if self.frame_due(&mut peer.rtc, &mut seen.keyframe_wanted, now) {
+            publisher.drain();
+        }
+    }
+
+    /// Write the next frame on every layer (and an Opus packet) when one
+    /// is due; true when it did.
+    fn frame_due(&mut self, rtc: &mut Rtc, keyframe_wanted: &mut [bool; 3], now: Instant) -> bool {
         if now < self.next_frame {
-            return;
+            return false;
         }
         self.next_frame = now + Duration::from_millis(33);
-        let pt = publisher.pt_of(Codec::Vp8);
+        let pt = pt_of(rtc, Codec::Vp8);
         for (i, rid) in RIDS.iter().enumerate() {
-            let key = std::mem::take(&mut publisher.seen.keyframe_wanted[i]);
+            let key = std::mem::take(&mut keyframe_wanted[i]);
             for k in 0..2u8 {
                 // VP8 descriptor: S bit on the first packet; payload header
                 // P bit clear on a keyframe. Byte 2 tags the layer.
@@ -82,7 +134,7 @@ impl Media {
                 let seq = self.seq[i];
                 self.seq[i] += 1;
                 let ts = (self.frame * 3000) as u32 + 1_000_000 * i as u32;
-                let mut api = publisher.peer.rtc.direct_api();
+                let mut api = rtc.direct_api();
                 let stream = api
                     .stream_tx_by_mid(self.mid, Some(Rid::from(*rid)))
                     .expect("tx stream for rid");
@@ -91,18 +143,17 @@ impl Media {
                         .marker(k == 1)
                         .nackable(true),
                 );
-                publisher.drain();
             }
         }
         // One Opus packet per step, loud (-20 dBov) with voice activity,
         // so the room's speaker detection sees the publisher talking.
-        let opus = publisher.pt_of(Codec::Opus);
+        let opus = pt_of(rtc, Codec::Opus);
         let ext = ExtensionValues {
             audio_level: Some(-20),
             voice_activity: Some(true),
             ..Default::default()
         };
-        let mut api = publisher.peer.rtc.direct_api();
+        let mut api = rtc.direct_api();
         if let Some(stream) = api.stream_tx_by_mid(self.audio_mid, None) {
             stream.write_rtp(
                 RtpWrite::new(
@@ -115,68 +166,85 @@ impl Media {
                 .ext_vals(ext),
             );
         }
-        publisher.drain();
         self.frame += 1;
+        true
     }
+}
+
+fn pt_of(rtc: &Rtc, codec: Codec) -> str0m::media::Pt {
+    rtc.codec_config()
+        .find(|p| p.spec().codec == codec)
+        .expect("codec negotiated")
+        .pt()
 }
 
 fn run_for(d: Duration, p: &mut Client, s: &mut Client, media: &mut Media) {
     str0m_client::run_for(d, &mut [p, s], |c, now| media.step(c[0], now));
 }
 
+#[test]
+fn subscriber_gets_low_layer_then_switches_up_at_keyframe() {
+    const ROOM: &str = "sim";
+    const STEP: Duration = Duration::from_millis(2);
+    let mut net = SimNet::with_hooks(SfuConfig::for_tests());
+    let (audio_mid, mid) = net.join_with(ROOM, "pub", Rtc::builder(), Seen::new(), publisher_media);
+    net.join_with(ROOM, "sub", Rtc::builder(), Seen::new(), |change| {
+        change.add_channel("convene".into());
+    });
+    let mut media = Media {
+        mid,
+        audio_mid,
+        frame: 0,
+        seq: [100, 20_000, 65_000],
+        next_frame: net.now,
+    };
+    let mut run_for = |net: &mut SimNet<Seen>, d: Duration| {
+        let end = net.now + d;
+        while net.now < end {
+            let now = net.now;
+            let c = net.client_mut("pub");
+            media.frame_due(&mut c.rtc, &mut c.hook.keyframe_wanted, now);
+            net.run_for(ROOM, STEP, STEP);
+        }
+    };
+    run_for(&mut net, Duration::from_millis(600));
+    let track_id = format!("pub/{mid}");
+    net.subscribe_at(ROOM, "sub", vec![track_id.clone()], VideoQuality::Low);
+    run_for(&mut net, Duration::from_millis(1200));
+    let low = net.client("sub").hook.received.clone();
+    net.subscribe_at(ROOM, "sub", vec![track_id], VideoQuality::High);
+    run_for(&mut net, Duration::from_millis(1500));
+    let all = net.client("sub").hook.received.clone();
+    check(&low, &all, &net.seen);
+    let m = &net.metrics;
+    assert!(m.layer_switches.get() >= 2);
+    assert!(m.keyframe_requests.get() >= 2);
+    assert_eq!(m.packets_relayed.get(), 0, "one worker: nothing crosses");
+}
+
+/// The same over loopback UDP, with the subscriber on another worker than
+/// the publisher (a room across workers): layers, keyframe requests,
+/// dynacast and speakers cross between the workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriber_gets_low_layer_then_switches_up_at_keyframe() {
-    tokio::time::timeout(Duration::from_secs(60), run(SfuConfig::for_tests()))
+async fn the_same_across_two_workers_on_real_sockets() {
+    tokio::time::timeout(Duration::from_secs(60), run())
         .await
         .expect("test timed out");
 }
 
-/// The same, with the subscriber on another worker than the publisher
-/// (a room across workers, real sockets): layers, keyframe requests,
-/// dynacast and speakers cross between the workers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_across_two_workers() {
+async fn run() {
+    common::init_log();
     let config = SfuConfig {
         workers: 2,
         room_spread_after: 1,
         ..SfuConfig::for_tests()
     };
-    tokio::time::timeout(Duration::from_secs(60), run(config))
-        .await
-        .expect("test timed out");
-}
-
-async fn run(config: SfuConfig) {
-    common::init_log();
-    let across = config.workers > 1;
     let (sfu, handle) = convene_sfu::start(config).await.unwrap();
     let mut events = handle.events();
     let room = "sim";
 
-    // Publisher: one video m-line with three send rids.
     let mut publisher = client();
-    let mut sim = Simulcast::new();
-    for r in RIDS {
-        sim.add_send_layer(SimulcastLayer::new(r));
-    }
-    let (audio_mid, mid) = join(&handle, room, "pub", &mut publisher, |change| {
-        let audio_mid = change.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some("pub".into()),
-            Some("mic".into()),
-            None,
-        );
-        let mid = change.add_media(
-            MediaKind::Video,
-            Direction::SendOnly,
-            Some("pub".into()),
-            Some("cam".into()),
-            Some(sim),
-        );
-        (audio_mid, mid)
-    })
-    .await;
+    let (audio_mid, mid) = join(&handle, room, "pub", &mut publisher, publisher_media).await;
 
     // Subscriber: just a data channel to start with.
     let mut subscriber = client();
@@ -227,12 +295,6 @@ async fn run(config: SfuConfig) {
         &mut media,
     );
     let low: Vec<_> = subscriber.seen.received.clone();
-    assert!(low.len() >= 20, "received {} packets", low.len());
-    assert!(
-        low.iter().all(|(l, _, _)| *l == 0),
-        "only the low layer: {low:?}"
-    );
-    assert!(low[0].2, "starts at a keyframe");
 
     // Raise the cap: the SFU asks for a high keyframe and switches there.
     handle
@@ -251,6 +313,28 @@ async fn run(config: SfuConfig) {
         &mut media,
     );
     let all = subscriber.seen.received.clone();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    check(&low, &all, &seen);
+    let m = sfu.metrics();
+    assert!(m.layer_switches.get() >= 2);
+    assert!(m.keyframe_requests.get() >= 2);
+    // Every packet crossed to the subscriber's worker.
+    assert!(m.packets_relayed.get() > 0);
+    sfu.shutdown().await;
+}
+
+/// What the subscriber must have seen: `low` after asking for Low, `all`
+/// after asking for High too; `seen` the SFU's events along the way.
+fn check(low: &[(u8, u16, bool)], all: &[(u8, u16, bool)], seen: &[SfuEvent]) {
+    assert!(low.len() >= 20, "received {} packets", low.len());
+    assert!(
+        low.iter().all(|(l, _, _)| *l == 0),
+        "only the low layer: {low:?}"
+    );
+    assert!(low[0].2, "starts at a keyframe");
+
     let first_high = all
         .iter()
         .position(|(l, _, _)| *l == 2)
@@ -268,9 +352,6 @@ async fn run(config: SfuConfig) {
     );
 
     // Events along the way: layer changes, dynacast, active speakers.
-    while let Ok(e) = events.try_recv() {
-        seen.push(e);
-    }
     let has = |f: &dyn Fn(&SfuEvent) -> bool| seen.iter().any(f);
     assert!(has(&|e| matches!(
         e,
@@ -299,13 +380,4 @@ async fn run(config: SfuConfig) {
         ),
         "{seen:?}"
     );
-
-    let m = sfu.metrics();
-    assert!(m.layer_switches.get() >= 2);
-    assert!(m.keyframe_requests.get() >= 2);
-    // Across workers every packet crossed once (one subscriber); on one
-    // worker nothing did.
-    let relayed = m.packets_relayed.get();
-    assert_eq!(relayed > 0, across, "{relayed} packets relayed");
-    sfu.shutdown().await;
 }

@@ -128,18 +128,3 @@ pub fn run_for<H: Handler>(
         std::thread::sleep(Duration::from_millis(2));
     }
 }
-
-/// Pump until `done` or the deadline; panics with `what` on timeout.
-pub fn run_until<H: Handler>(
-    deadline: Duration,
-    what: &str,
-    clients: &mut [&mut Client<H>],
-    mut step: impl FnMut(&mut [&mut Client<H>], Instant),
-    mut done: impl FnMut(&mut [&mut Client<H>]) -> bool,
-) {
-    let end = Instant::now() + deadline;
-    while !done(clients) {
-        assert!(Instant::now() < end, "timed out: {what}");
-        run_for(Duration::from_millis(20), clients, &mut step);
-    }
-}
