@@ -69,9 +69,11 @@ pub async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
         _ => bail!("convene sfu needs --sfu-http-secret (CONVENE_SFU_HTTP_SECRET)"),
     };
     let listener = bind(addr).await?;
+    let replay = config.event_replay;
     let (sfu, handle) = convene_sfu::start(config).await.context("starting SFU")?;
     let registry = sfu.registry().clone();
-    let app = convene_sfu::http::router(handle, &secret).merge(ops_routes(vec![registry.clone()]));
+    let app = convene_sfu::http::router(handle, &secret, replay)
+        .merge(ops_routes(vec![registry.clone()]));
     let http = listener.local_addr()?;
     println!("convene sfu is up");
     println!("  media       udp {}", sfu.local_addr());

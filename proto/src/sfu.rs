@@ -245,6 +245,12 @@ pub enum SfuEvent {
         room_id: RoomId,
         participant_id: ParticipantId,
     },
+    /// Every media session is gone: the SFU behind the event stream is a
+    /// new process (it restarted), or events were lost beyond replay. Not
+    /// sent by the SFU: its remote client (signaling) raises it when the
+    /// reopened stream says so (`event: reset`). Rooms tell their
+    /// participants their media ended, so they join the media again.
+    SessionsLost,
 }
 
 impl SfuEvent {
@@ -260,6 +266,7 @@ impl SfuEvent {
             | SfuEvent::WantedLayers { room_id, .. }
             | SfuEvent::RenegotiationOffer { room_id, .. }
             | SfuEvent::MediaStarted { room_id, .. } => room_id,
+            SfuEvent::SessionsLost => "",
         }
     }
 }

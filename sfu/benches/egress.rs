@@ -2,7 +2,11 @@
 //! through the worker (SRTP decrypt, forwarding core, `write_rtp` on every
 //! subscriber's session, SRTP encrypt) and, in the `sendmmsg` variant, out
 //! of a real socket to a loopback sink in one `sendmmsg` per fan-out.
-//! Sessions are set up on the virtual network (`convene_sfu::sim`).
+//! Sessions are set up on the virtual network (`convene_sfu::sim`). The
+//! `two_workers` variant splits the 100 subscribers over two workers (a room
+//! across workers, each packet relayed once): run on one thread here, it
+//! shows what the crossing adds to the total work, which a real SFU then
+//! spreads over two cores.
 //!
 //! `cargo bench --workspace --bench egress`
 
@@ -17,8 +21,15 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 const MS: Duration = Duration::from_millis(1);
 
 fn room(subscribers: usize) -> SimNet {
+    room_on(1, subscribers)
+}
+
+/// `subscribers` spread evenly over `workers` (the publisher on the first).
+fn room_on(workers: usize, subscribers: usize) -> SimNet {
     let mut net = SimNet::new(SfuConfig {
         max_participants_per_room: 1000,
+        workers,
+        room_spread_after: (subscribers + 1).div_ceil(workers),
         ..SfuConfig::for_tests()
     });
     net.join("r", "pub", true);
@@ -83,6 +94,14 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    let mut net = room_on(2, 100);
+    assert!(net.clients.iter().any(|c| c.worker == 1), "spread");
+    g.throughput(Throughput::Elements(100));
+    g.bench_with_input(
+        BenchmarkId::new("forward_srtp_two_workers", 100),
+        &100,
+        |b, _| b.iter(|| forward_one(&mut net)),
+    );
     g.finish();
 }
 

@@ -67,6 +67,11 @@ pub struct SfuConfig {
     #[arg(long = "sfu-room-spread-after", default_value_t = 50)]
     pub room_spread_after: usize,
 
+    /// Events the HTTP event stream keeps to replay to a client that
+    /// reconnects (`Last-Event-ID`); one that missed more is told to reset.
+    #[arg(long = "sfu-event-replay", default_value_t = 4096)]
+    pub event_replay: usize,
+
     /// Packets (and keyframe requests) queued from one worker to another
     /// for a room across workers; past it they are dropped and counted.
     #[arg(long = "sfu-relay-queue", default_value_t = 8192)]
@@ -257,6 +262,7 @@ impl Default for SfuConfig {
             max_participants_per_room: 100,
             room_spread_after: 50,
             relay_queue: 8192,
+            event_replay: 4096,
             max_tracks_per_participant: 8,
             max_offer_media_lines: 512,
             max_publisher_bitrate_kbps: 4000,

@@ -5,7 +5,9 @@
 //! `POST /v1/request` takes an [`SfuRequest`] and answers an
 //! [`SfuResponse`]; `GET /v1/events` streams [`SfuEvent`]s as server-sent
 //! events. Both map one to one onto [`SfuHandle`], so a signaling service
-//! in another process gets the same API as `convene up` in-process.
+//! in another process gets the same API as `convene up` in-process. The
+//! event stream resumes where a client left it (`Last-Event-ID`, see
+//! `event_log.rs`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,26 +19,37 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use convene_proto::secret::bearer_secret_matches;
 use convene_proto::sfu::{SfuRequest, SfuResponse};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::core::CoreError;
 use crate::error::SfuError;
+use crate::event_log::{EventLog, Numbered};
 use crate::handle::SfuHandle;
 
 #[derive(Clone)]
 struct AppState {
     handle: SfuHandle,
     secret: Arc<str>,
+    log: Arc<EventLog>,
 }
 
-pub fn router(handle: SfuHandle, secret: &str) -> Router {
+/// The control API; the event stream replays up to `replay` events to a
+/// client that reconnects (`--sfu-event-replay`). Needs a Tokio runtime.
+pub fn router(handle: SfuHandle, secret: &str, replay: usize) -> Router {
+    let log = EventLog::start(&handle, replay);
+    router_with_log(handle, secret, log)
+}
+
+/// [`router`] on a given event log (whose `close` ends the streams).
+pub fn router_with_log(handle: SfuHandle, secret: &str, log: Arc<EventLog>) -> Router {
     Router::new()
         .route("/v1/request", post(request))
         .route("/v1/events", get(events))
         .with_state(AppState {
             handle,
             secret: Arc::from(secret),
+            log,
         })
 }
 
@@ -134,19 +147,41 @@ async fn events(
     if !authorized(&headers, &st.secret) {
         return Err(StatusCode::UNAUTHORIZED);
     }
-    let rx = st.handle.events();
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        loop {
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let resume = st.log.resume(last);
+    let log = st.log.clone();
+    let event = move |n: &Numbered| {
+        Ok(Event::default()
+            .id(log.id_of(n.seq))
+            .json_data(&*n.event)
+            .unwrap_or_default())
+    };
+    // A stream that replays nothing opens with its position as its id, so
+    // the client can always resume; `reset` says what it knew is void.
+    let head = (resume.reset || resume.replay.is_empty()).then(|| {
+        let name = if resume.reset { "reset" } else { "hello" };
+        Ok(Event::default()
+            .event(name)
+            .id(st.log.id_of(resume.position))
+            .data(st.log.instance()))
+    });
+    let replay: Vec<Result<Event, Infallible>> = head
+        .into_iter()
+        .chain(resume.replay.iter().map(&event))
+        .collect();
+    let live = futures::stream::unfold(resume.live, move |mut rx| {
+        let event = event.clone();
+        async move {
             match rx.recv().await {
-                Ok(e) => {
-                    let ev = Event::default().json_data(&e).unwrap_or_default();
-                    return Some((Ok(ev), rx));
-                }
-                // A slow reader skips what it missed rather than stalling.
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return None,
+                Ok(n) => Some((event(&n), rx)),
+                // Too slow: end the stream; the client reopens it with
+                // its last id and catches up from the log.
+                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => None,
             }
         }
     });
+    let stream = futures::stream::iter(replay)
+        .chain(live)
+        .take_until(st.log.closed());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod core;
 pub mod demux;
 pub mod error;
+pub mod event_log;
 mod handle;
 pub mod http;
 pub mod metrics;
@@ -57,6 +58,7 @@ pub struct Sfu {
     http_addr: Option<SocketAddr>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     http_task: Option<tokio::task::JoinHandle<()>>,
+    event_log: Option<Arc<event_log::EventLog>>,
     metrics: Metrics,
     shards: Vec<shard::Mailbox>,
     threads: Vec<JoinHandle<()>>,
@@ -90,6 +92,9 @@ impl Sfu {
     /// Graceful stop: every participant gets a `ParticipantDisconnected
     /// { reason: Shutdown }` event, then the threads end.
     pub async fn shutdown(mut self) {
+        if let Some(log) = self.event_log.take() {
+            log.close();
+        }
         if let Some(stop) = self.http_stop.take() {
             let _ = stop.send(());
         }
@@ -203,7 +208,7 @@ pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuHandle), SfuError> {
     let local_addr = bound[0];
     info!(%local_addr, workers = config.workers, ?candidates, "SFU started");
     let handle = SfuHandle::new(shards.clone(), events, placement);
-    let (mut http_addr, mut http_stop, mut http_task) = (None, None, None);
+    let (mut http_addr, mut http_stop, mut http_task, mut event_log) = (None, None, None, None);
     if let Some(addr) = config.http_addr {
         let secret = match &config.http_secret {
             Some(s) if !s.0.is_empty() => s.0.clone(),
@@ -218,7 +223,9 @@ pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuHandle), SfuError> {
             .map_err(|source| SfuError::Bind { addr, source })?;
         let bound = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = http::router(handle.clone(), &secret);
+        let log = event_log::EventLog::start(&handle, config.event_replay);
+        event_log = Some(log.clone());
+        let app = http::router_with_log(handle.clone(), &secret, log);
         http_task = Some(tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = rx.await;
@@ -237,6 +244,7 @@ pub async fn start(config: SfuConfig) -> Result<(Sfu, SfuHandle), SfuError> {
             http_addr,
             http_stop,
             http_task,
+            event_log,
             metrics,
             shards,
             threads,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use convene_proto::sfu::SfuEvent;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::error::TrySendError;
@@ -70,6 +71,16 @@ impl Hub {
     pub(crate) async fn route_sfu_events(inner: Arc<Inner>) {
         let mut events = inner.media.events();
         while let Some(ev) = events.next().await {
+            if matches!(ev, SfuEvent::SessionsLost) {
+                // Every room's media is gone at once.
+                let rooms: Vec<RoomHandle> = inner.hub.rooms.lock().values().cloned().collect();
+                for room in rooms {
+                    if let Err(TrySendError::Full(_)) = room.tx.try_send(RoomCmd::Sfu(ev.clone())) {
+                        inner.metrics.sfu_events_dropped.inc();
+                    }
+                }
+                continue;
+            }
             let Ok(conference) = Uuid::parse_str(ev.room_id()) else {
                 continue;
             };

@@ -164,9 +164,11 @@ pub(super) fn sfu_error(code: &str, message: String) -> PortError {
 }
 
 /// Follows `GET /v1/events` forever, re-subscribing with exponential backoff
-/// whenever the stream cannot be opened, breaks or goes silent. Events that
-/// happen while disconnected are lost (logged): rooms resynchronise from the
-/// next events.
+/// whenever the stream cannot be opened, breaks or goes silent. A reopened
+/// stream resumes after the last event seen (`Last-Event-ID`): the SFU
+/// replays what was missed, or, when it cannot (it restarted, or the gap
+/// outgrew its log), opens with `event: reset`, passed on to the rooms as
+/// [`SfuEvent::SessionsLost`].
 async fn follow_events(
     http: reqwest::Client,
     url: Url,
@@ -176,14 +178,16 @@ async fn follow_events(
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut ever_connected = false;
+    let mut last_id: Option<String> = None;
     loop {
-        let opened = http
+        let mut req = http
             .get(url.clone())
             .bearer_auth(&*secret)
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .and_then(|r| r.error_for_status());
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = &last_id {
+            req = req.header("last-event-id", id);
+        }
+        let opened = req.send().await.and_then(|r| r.error_for_status());
         match opened {
             Ok(res) => {
                 if ever_connected {
@@ -194,7 +198,7 @@ async fn follow_events(
                 ever_connected = true;
                 backoff = BACKOFF_MIN;
                 let _ = connected.send(true);
-                let ended = read_events(res, &events).await;
+                let ended = read_events(res, &events, &mut last_id).await;
                 let _ = connected.send(false);
                 match ended {
                     Ok(()) => tracing::warn!(%url, "SFU event stream closed; reconnecting"),
@@ -216,6 +220,7 @@ async fn follow_events(
 async fn read_events(
     res: reqwest::Response,
     events: &broadcast::Sender<SfuEvent>,
+    last_id: &mut Option<String>,
 ) -> Result<(), eventsource_stream::EventStreamError<StreamError>> {
     // The idle timeout applies to bytes, so keep-alive comments (which the
     // SSE parser swallows) keep the stream alive.
@@ -230,6 +235,18 @@ async fn read_events(
     let mut parsed = bytes.eventsource();
     while let Some(ev) = parsed.next().await {
         let ev = ev?;
+        if !ev.id.is_empty() {
+            *last_id = Some(ev.id.clone());
+        }
+        match ev.event.as_str() {
+            "hello" => continue,
+            "reset" => {
+                tracing::warn!(sfu = %ev.data, "SFU restarted or events were lost: media sessions are gone");
+                let _ = events.send(SfuEvent::SessionsLost);
+                continue;
+            }
+            _ => {}
+        }
         match serde_json::from_str::<SfuEvent>(&ev.data) {
             // No receiver yet is fine: nobody is interested.
             Ok(e) => {

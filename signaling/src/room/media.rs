@@ -255,6 +255,19 @@ impl RoomState {
                     fx.metric(MetricUpdate::JoinLatency(secs));
                 }
             }
+            SfuEvent::SessionsLost => {
+                let joined: Vec<String> = self
+                    .participants
+                    .iter()
+                    .filter(|(_, p)| p.media_joined)
+                    .map(|(pid, _)| pid.clone())
+                    .collect();
+                // Their tracks are unpublished with them, and come back
+                // as they join the media again.
+                for pid in joined {
+                    self.media_ended(pid, DisconnectReason::Shutdown, fx);
+                }
+            }
             SfuEvent::LayerChanged { .. } | SfuEvent::WantedLayers { .. } => {}
         }
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use convene_proto::sfu::SfuEvent;
 use convene_proto::signaling::{ClientMessage, ErrorCode, ServerMessage, WaitingEntryInfo};
 use uuid::Uuid;
 
@@ -626,4 +627,48 @@ fn moderator_grants_follow_the_control_plane_while_connected() {
     let fx = room.client(3, ClientMessage::AdmitAll);
     assert!(matches!(only_call(&fx).1,
         PortCall::Control(ControlCall::AdmitAll { moderator }) if *moderator == ada_user));
+}
+
+#[test]
+fn when_the_sfu_loses_every_session_the_room_says_so_and_media_can_rejoin() {
+    let mut room = Room::new();
+    let (ada, _, _) = room.join(1, "ada", false);
+    let (bob, _, _) = room.join(2, "bob", false);
+    for (conn, pid) in [(1, &ada), (2, &bob)] {
+        let fx = room.client(conn, ClientMessage::Offer { sdp: "o".into() });
+        let (call, port) = only_call(&fx);
+        assert!(matches!(port, PortCall::Media(MediaCall::Join(r)) if r.participant_id == *pid));
+        room.done(call, Ok(CallOutput::Answer("a".into())));
+    }
+    let track = convene_proto::sfu::TrackInfo {
+        track_id: format!("{ada}/0"),
+        participant_id: ada.clone(),
+        kind: convene_proto::sfu::TrackKind::Audio,
+        layers: Vec::new(),
+        muted: false,
+    };
+    room.apply(RoomInput::Sfu(SfuEvent::TrackPublished {
+        room_id: room.conference.to_string(),
+        track,
+    }));
+
+    // The SFU restarted under a remote signaling node.
+    let fx = room.apply(RoomInput::Sfu(SfuEvent::SessionsLost));
+    for conn in [1, 2] {
+        let ended: Vec<&String> = sent(&fx, conn)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::MediaEnded { participant_id, .. } => Some(participant_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ended.len(), 2, "both sessions ended, told to {conn}");
+    }
+    assert!(sent(&fx, 2).iter().any(|m| matches!(m,
+        ServerMessage::TrackUnpublished { track_id } if *track_id == format!("{ada}/0"))));
+
+    // A new offer joins the (new) SFU afresh rather than renegotiating.
+    let fx = room.client(1, ClientMessage::Offer { sdp: "o2".into() });
+    assert!(matches!(only_call(&fx).1,
+        PortCall::Media(MediaCall::Join(r)) if r.participant_id == ada));
 }
