@@ -10,12 +10,16 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod support;
+
+use support::venv::{convene_up, read_lossy, repo, tail, venv_program, wait_child, Killed};
 
 /// Each scenario encodes and decodes two video streams in Python: on two
 /// cores they run one at a time.
@@ -28,49 +32,17 @@ fn skip_or_fail(test: &str, why: &str) {
     convene_testkit::skip_or_fail(&format!("{test}: {why}"));
 }
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 use convene_testkit::free_tcp_addr as free_tcp;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Waits for `child` to exit, killing it after `within`; `None` on timeout.
-fn wait_child(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The Python to use, or why there is none.
 fn python() -> Result<PathBuf, String> {
-    let py = match std::env::var_os("CONVENE_AIORTC_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => repo().join(".venv-aiortc/bin/python"),
-    };
-    if !py.exists() {
-        return Err(format!(
-            "no Python at {} (set CONVENE_AIORTC_PYTHON, or create .venv-aiortc: \
-             python3 -m venv .venv-aiortc && .venv-aiortc/bin/pip install -r tests/aiortc/requirements.txt)",
-            py.display()
-        ));
-    }
+    let py = venv_program(
+        "CONVENE_AIORTC_PYTHON",
+        ".venv-aiortc",
+        "python",
+        "Python",
+        "tests/aiortc/requirements.txt",
+    )?;
     let mut child = Command::new(&py)
         .args(["-c", "import aiortc, av, websockets"])
         .stdin(Stdio::null())
@@ -91,15 +63,6 @@ fn python() -> Result<PathBuf, String> {
         }
         None => Err(format!("{} took over 60 s to import aiortc", py.display())),
     }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn read_lossy(path: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
 }
 
 /// `GET /healthz` over plain TCP: true on a 200.
@@ -130,22 +93,9 @@ impl Server {
     fn start() -> Server {
         let work = tempfile::tempdir().unwrap();
         let http = free_tcp();
-        let log = std::fs::File::create(work.path().join("convene.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_convene"))
-            .args(["up", "--http-addr", &http.to_string()])
-            // Media on loopback only, on ephemeral ports.
-            .args(["--udp-port", "0", "--sfu-bind-ip", "127.0.0.1"])
-            .arg("--data-dir")
-            .arg(work.path().join("data"))
-            // The test decides every setting; nothing from the caller's shell.
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("CONVENE_PUBLIC_URL")
+        let child = convene_up(work.path(), http)
             .env("CONVENE_JWT_SECRET", "aiortc-secret-aiortc-secret-aiortc")
             .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
             .spawn()
             .expect("convene up starts");
         let mut server = Server {

@@ -10,12 +10,16 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use convene_testkit::free_tcp_addr as free_tcp;
 use serde_json::{json, Value};
+
+mod support;
+
+use support::venv::{convene_up, read_lossy, tail, venv_program, wait_child, Killed};
 
 /// Time schemathesis gets for the whole run; the test kills it a little
 /// after that.
@@ -26,58 +30,15 @@ const RUN_SECS: u64 = 150;
 /// cores.
 const MAX_EXAMPLES: u32 = 25;
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn read_lossy(path: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
-}
-
-/// Waits for `child` to exit, killing it after `within`; `None` on timeout.
-fn wait_child(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The schemathesis command, or why there is none.
 fn schemathesis() -> Result<PathBuf, String> {
-    let cmd = match std::env::var_os("CONVENE_SCHEMATHESIS") {
-        Some(p) => PathBuf::from(p),
-        None => repo().join(".venv-schemathesis/bin/schemathesis"),
-    };
-    if !cmd.exists() {
-        return Err(format!(
-            "no schemathesis at {} (set CONVENE_SCHEMATHESIS, or create .venv-schemathesis: \
-             python3 -m venv .venv-schemathesis && \
-             .venv-schemathesis/bin/pip install -r tests/schemathesis/requirements.txt)",
-            cmd.display()
-        ));
-    }
-    Ok(cmd)
+    venv_program(
+        "CONVENE_SCHEMATHESIS",
+        ".venv-schemathesis",
+        "schemathesis",
+        "schemathesis",
+        "tests/schemathesis/requirements.txt",
+    )
 }
 
 /// One HTTP/1.0 request over plain TCP: (status, JSON body).
@@ -118,15 +79,7 @@ impl Server {
     fn start() -> Server {
         let work = tempfile::tempdir().unwrap();
         let addr = free_tcp();
-        let log = std::fs::File::create(work.path().join("convene.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_convene"))
-            .args(["up", "--http-addr", &addr.to_string()])
-            .args(["--udp-port", "0", "--sfu-bind-ip", "127.0.0.1"])
-            .arg("--data-dir")
-            .arg(work.path().join("data"))
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("CONVENE_PUBLIC_URL")
+        let mut child = convene_up(work.path(), addr)
             .env(
                 "CONVENE_JWT_SECRET",
                 "schemathesis-secret-schemathesis-secret",
@@ -136,9 +89,6 @@ impl Server {
             .env("CONVENE_ARGON2_MEMORY_KIB", "1024")
             .env("CONVENE_ARGON2_ITERATIONS", "1")
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
             .spawn()
             .expect("convene up starts");
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -11,8 +11,9 @@ use convene_signaling::SignalingConfig;
 use convene_testkit::{Backend, TestDb};
 use futures::StreamExt;
 use serde_json::json;
-use support::{node_setup, scenarios, Node, Setup};
+use support::{node_setup, scenarios, Client, Node, Setup};
 use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
 
 fn joined(m: &ServerMessage) -> Option<(String, String)> {
     match m {
@@ -34,6 +35,47 @@ fn left_or_joined(m: &ServerMessage) -> bool {
 
 async fn one_node(db: &TestDb, setup: Setup) -> Node {
     node_setup(&db.url, None, None, setup).await
+}
+
+/// A node's setup with sockets closed after `secs` of silence.
+fn heartbeat_timeout(secs: u64) -> Setup {
+    Setup {
+        signaling: SignalingConfig {
+            heartbeat_timeout_secs: secs,
+            ..SignalingConfig::default()
+        },
+        ..Setup::default()
+    }
+}
+
+/// `access` joins `conf` on a new socket: the client, the room token it
+/// joined with, and what `joined` told it (participant id, resume token).
+async fn enter(n: &Node, access: &str, conf: Uuid) -> (Client, String, (String, String)) {
+    let (token, _) = n.join_token(access, conf).await;
+    let mut c = n.connect().await;
+    c.join(&token).await;
+    let seat = c.expect("joined", joined).await;
+    (c, token, seat)
+}
+
+/// A new socket resumes the seat of `resume` with the room token `token`:
+/// the client and the participant id it got back (a refusal fails the
+/// test).
+async fn resume_on_new_socket(n: &Node, token: &str, resume: String) -> (Client, String) {
+    let mut c = n.connect().await;
+    c.send(&ClientMessage::Join {
+        token: token.to_string(),
+        resume_token: Some(resume),
+    })
+    .await;
+    let pid = c
+        .expect("joined again", |m| match m {
+            ServerMessage::Joined { participant_id, .. } => Some(participant_id.clone()),
+            ServerMessage::Error { code, message } => panic!("resume refused: {code:?} {message}"),
+            _ => None,
+        })
+        .await;
+    (c, pid)
 }
 
 /// A client that only sends WebSocket Ping frames (what Python's
@@ -66,10 +108,7 @@ async fn websocket_pings_alone_keep_a_participant_and_a_waiter() {
     let (wes, wes_id) = n.user("wes").await;
     let conf = n.conference(&ada, &["bob", "wes"], true).await;
 
-    let (token, _) = n.join_token(&ada, conf).await;
-    let mut a = n.connect().await;
-    a.join(&token).await;
-    a.expect("joined", joined).await;
+    let (mut a, _, _) = enter(&n, &ada, conf).await;
     // bob is let in over REST, so he enters as a participant.
     let (_, waiting) = n.join_token(&bob, conf).await;
     assert!(waiting);
@@ -131,23 +170,10 @@ async fn answering_server_pings_keeps_a_silent_client() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else {
         return;
     };
-    let n = one_node(
-        &db,
-        Setup {
-            signaling: SignalingConfig {
-                heartbeat_timeout_secs: 2,
-                ..SignalingConfig::default()
-            },
-            ..Setup::default()
-        },
-    )
-    .await;
+    let n = one_node(&db, heartbeat_timeout(2)).await;
     let (ada, _) = n.user("ada").await;
     let conf = n.conference(&ada, &[], false).await;
-    let (token, _) = n.join_token(&ada, conf).await;
-    let mut a = n.connect().await;
-    a.join(&token).await;
-    a.expect("joined", joined).await;
+    let (mut a, _, _) = enter(&n, &ada, conf).await;
 
     // Three heartbeat timeouts of reading only: tungstenite answers each
     // ping while it reads, and nothing else goes out.
@@ -176,28 +202,12 @@ async fn a_heartbeat_close_can_be_resumed() {
     let Some(db) = TestDb::new(Backend::Sqlite).await else {
         return;
     };
-    let n = one_node(
-        &db,
-        Setup {
-            signaling: SignalingConfig {
-                heartbeat_timeout_secs: 2,
-                ..SignalingConfig::default()
-            },
-            ..Setup::default()
-        },
-    )
-    .await;
+    let n = one_node(&db, heartbeat_timeout(2)).await;
     let (ada, _) = n.user("ada").await;
     let (bob, _) = n.user("bob").await;
     let conf = n.conference(&ada, &["bob"], false).await;
-    let (token, _) = n.join_token(&ada, conf).await;
-    let mut a = n.connect().await;
-    a.join(&token).await;
-    a.expect("joined", joined).await;
-    let (bob_token, _) = n.join_token(&bob, conf).await;
-    let mut b = n.connect().await;
-    b.join(&bob_token).await;
-    let (b_pid, resume) = b.expect("joined", joined).await;
+    let (mut a, _, _) = enter(&n, &ada, conf).await;
+    let (mut b, bob_token, (b_pid, resume)) = enter(&n, &bob, conf).await;
     a.expect("bob joined", |m| {
         matches!(m, ServerMessage::ParticipantJoined { .. }).then_some(())
     })
@@ -216,19 +226,7 @@ async fn a_heartbeat_close_can_be_resumed() {
     }
     assert_eq!(b.closed().await, Some(4001));
 
-    let mut b2 = n.connect().await;
-    b2.send(&ClientMessage::Join {
-        token: bob_token,
-        resume_token: Some(resume),
-    })
-    .await;
-    let pid = b2
-        .expect("joined again", |m| match m {
-            ServerMessage::Joined { participant_id, .. } => Some(participant_id.clone()),
-            ServerMessage::Error { code, message } => panic!("resume refused: {code:?} {message}"),
-            _ => None,
-        })
-        .await;
+    let (mut b2, pid) = resume_on_new_socket(&n, &bob_token, resume).await;
     assert_eq!(pid, b_pid, "same participant after the resume");
 
     // Room messages reach ada in the room's order: nothing about bob
@@ -263,10 +261,7 @@ async fn a_resume_after_the_room_token_expired_keeps_the_seat() {
     .await;
     let (ada, _) = n.user("ada").await;
     let conf = n.conference(&ada, &[], false).await;
-    let (token, _) = n.join_token(&ada, conf).await;
-    let mut a = n.connect().await;
-    a.join(&token).await;
-    let (pid, resume) = a.expect("joined", joined).await;
+    let (mut a, token, (pid, resume)) = enter(&n, &ada, conf).await;
     // The meeting goes on past the token's lifetime (and the verifier's
     // leeway).
     let deadline = tokio::time::Instant::now() + support::STEP;
@@ -280,20 +275,8 @@ async fn a_resume_after_the_room_token_expired_keeps_the_seat() {
     }
     // The connection breaks without a close frame.
     drop(a);
-    let mut again = n.connect().await;
-    again
-        .send(&ClientMessage::Join {
-            token: token.clone(),
-            resume_token: Some(resume),
-        })
-        .await;
-    let back = again
-        .expect("joined again", |m| match m {
-            ServerMessage::Joined { participant_id, .. } => Some(participant_id.clone()),
-            ServerMessage::Error { code, message } => panic!("resume refused: {code:?} {message}"),
-            _ => None,
-        })
-        .await;
+    // The resumed socket stays open while a fresh join is tried.
+    let (_again, back) = resume_on_new_socket(&n, &token, resume).await;
     assert_eq!(back, pid, "the same seat");
     let mut fresh = n.connect().await;
     fresh.join(&token).await;

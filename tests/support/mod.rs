@@ -2,9 +2,11 @@
 //! control plane + signaling service (+ SFU) on one loopback HTTP port.
 #![allow(dead_code)]
 
+pub mod protocol;
 pub mod rest;
 pub mod roles;
 pub mod scenarios;
+pub mod venv;
 
 use std::sync::Arc;
 use std::time::Duration;
