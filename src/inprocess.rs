@@ -42,23 +42,11 @@ fn media_error(e: SfuError) -> PortError {
 #[async_trait]
 impl MediaPort for InProcessSfu {
     async fn join(&self, r: JoinRequest) -> Result<String, PortError> {
-        self.0
-            .join(
-                &r.room_id,
-                &r.participant_id,
-                &r.identity,
-                &r.offer_sdp,
-                r.grants,
-            )
-            .await
-            .map_err(media_error)
+        self.0.join_request(r).await.map_err(media_error)
     }
 
     async fn offer(&self, r: OfferRequest) -> Result<String, PortError> {
-        self.0
-            .handle_offer(&r.room_id, &r.participant_id, &r.offer_sdp)
-            .await
-            .map_err(media_error)
+        self.0.offer_request(r).await.map_err(media_error)
     }
 
     async fn answer(&self, r: AnswerRequest) -> Result<(), PortError> {

@@ -1,6 +1,7 @@
 //! End to end in real headless Chromium: `convene up` as a process, two
 //! browsers with fake camera and microphone, a waiting hall, a moderator who
-//! clicks Admit, and media that actually decodes on both sides.
+//! clicks Admit, and media that actually decodes on both sides; then a
+//! screen share, which the other side shows as a tile of its own.
 //!
 //! Needs Chromium and ChromeDriver (`apt-get install chromium chromium-driver`;
 //! `.ci/run` installs them). Without them the test prints why and passes,
@@ -170,6 +171,40 @@ async fn moderator_admits_a_waiter_and_both_see_and_hear_each_other() {
         std::fs::create_dir_all(&dir).unwrap();
         let png = a.screenshot().await.unwrap();
         std::fs::write(dir.join("conference.png"), png).unwrap();
+
+        // bob shares his screen (headless Chromium's fake capture): ada
+        // gets it as a stream of its own, in its own tile, decoding.
+        b.wait().for_element(Locator::Css("#share")).await.unwrap().click().await.unwrap();
+        let start = Instant::now();
+        let screen = loop {
+            let v = a
+                .execute(
+                    r#"
+                    const v = document.querySelector('.tile.screen video');
+                    if (!v) return null;
+                    return {
+                      width: v.videoWidth,
+                      name: v.parentElement.querySelector('.name').textContent,
+                      cameras: document.querySelectorAll('#grid .tile:not(.screen)').length,
+                    };"#,
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if v["width"].as_u64().unwrap_or(0) > 0 {
+                break v;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no screen-share tile decoding: {v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(
+            screen["name"].as_str().is_some_and(|n| n.ends_with("(screen)")),
+            "{screen}"
+        );
+        assert_eq!(screen["cameras"], json!(2), "ada's own tile and bob's camera beside it: {screen}");
+        println!("browser e2e: screen share decoding at ada after {:?}: {screen}", start.elapsed());
+        let png = a.screenshot().await.unwrap();
+        std::fs::write(dir.join("screen-share.png"), png).unwrap();
     }
     .await;
     let _ = a.close().await;

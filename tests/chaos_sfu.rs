@@ -134,7 +134,12 @@ async fn a_killed_sfu_ends_the_rooms_media_and_the_participant_rejoins_the_new_o
             _ => None,
         })
         .await;
-    client.send(&ClientMessage::Offer { sdp: offer() }).await;
+    client
+        .send(&ClientMessage::Offer {
+            sdp: offer(),
+            sources: Default::default(),
+        })
+        .await;
     client
         .expect_ok("answer", |m| {
             matches!(m, ServerMessage::Answer { .. }).then_some(())
@@ -158,7 +163,12 @@ async fn a_killed_sfu_ends_the_rooms_media_and_the_participant_rejoins_the_new_o
         .await;
     let told = killed.elapsed();
     // The participant joins the media again: a fresh join on the new SFU.
-    client.send(&ClientMessage::Offer { sdp: offer() }).await;
+    client
+        .send(&ClientMessage::Offer {
+            sdp: offer(),
+            sources: Default::default(),
+        })
+        .await;
     client
         .expect_ok("answer from the new SFU", |m| {
             matches!(m, ServerMessage::Answer { .. }).then_some(())

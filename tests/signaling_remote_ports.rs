@@ -164,6 +164,7 @@ async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
     client
         .send(&ClientMessage::Offer {
             sdp: offer.to_sdp_string(),
+            sources: Default::default(),
         })
         .await;
     let answer = client

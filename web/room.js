@@ -31,6 +31,8 @@ export class Room {
     this.participants = new Map();
     this.tracks = new Map();
     this.myTracks = [];
+    // Tracks of our own screen shares: declared `screen_share` with each offer.
+    this.screenTracks = new Set();
     this.resumeToken = null;
     this.closed = false;
     this.negotiation = Promise.resolve();
@@ -176,8 +178,23 @@ export class Room {
     return this.queue(async () => {
       const offer = await this.pc.createOffer();
       await this.pc.setLocalDescription(offer);
-      this.send({ type: 'offer', sdp: this.pc.localDescription.sdp });
+      this.send({ type: 'offer', sdp: this.pc.localDescription.sdp, sources: this.sources() });
     });
+  }
+
+  // What each of our sending m-lines carries, by mid (mids exist once the
+  // offer is the local description).
+  sources() {
+    const out = {};
+    for (const t of this.pc.getTransceivers()) {
+      const track = t.sender && t.sender.track;
+      if (!t.mid || !track) continue;
+      const screen = this.screenTracks.has(track);
+      out[t.mid] = track.kind === 'audio'
+        ? (screen ? 'screen_share_audio' : 'microphone')
+        : (screen ? 'screen_share' : 'camera');
+    }
+    return out;
   }
 
   onOffer(sdp) {
@@ -194,6 +211,8 @@ export class Room {
   }
 
   onTrack(ev) {
+    // The SFU names a participant's stream by its id, and a screen share's
+    // `{id}|screen`: a tile each.
     const pid = (ev.streams[0] && ev.streams[0].id) || 'unknown';
     const tile = this.tile(pid);
     const video = tile.querySelector('video');
@@ -202,24 +221,29 @@ export class Room {
     ev.track.onended = () => video.srcObject && video.srcObject.removeTrack(ev.track);
   }
 
-  tile(pid) {
-    let el = document.getElementById(`tile-${pid}`);
+  tile(stream) {
+    let el = document.getElementById(`tile-${stream}`);
     if (!el) {
+      const screen = stream.endsWith('|screen');
+      const pid = screen ? stream.slice(0, -'|screen'.length) : stream;
       const p = this.participants.get(pid);
-      el = h('div', { class: 'tile', id: `tile-${pid}`, 'data-participant': pid },
-        h('video', { autoplay: true, playsinline: true }), h('span', { class: 'name' }, p ? p.name : pid));
+      const name = `${p ? p.name : pid}${screen ? ' (screen)' : ''}`;
+      el = h('div', { class: screen ? 'tile screen' : 'tile', id: `tile-${stream}`, 'data-participant': pid },
+        h('video', { autoplay: true, playsinline: true }), h('span', { class: 'name' }, name));
       document.getElementById('grid').append(el);
     }
     return el;
   }
 
   removeTile(pid) {
-    const el = document.getElementById(`tile-${pid}`);
-    if (el) el.remove();
+    for (const id of [`tile-${pid}`, `tile-${pid}|screen`]) {
+      const el = document.getElementById(id);
+      if (el) el.remove();
+    }
   }
 
   highlight(ids) {
-    document.querySelectorAll('.tile').forEach((t) => t.classList.toggle('speaking', ids[0] === t.dataset.participant));
+    document.querySelectorAll('.tile:not(.screen)').forEach((t) => t.classList.toggle('speaking', ids[0] === t.dataset.participant));
   }
 
   renderRoom() {
@@ -305,6 +329,7 @@ export class Room {
     if (!this.pc) return;
     const screen = await navigator.mediaDevices.getDisplayMedia({ video: true });
     const track = screen.getVideoTracks()[0];
+    this.screenTracks.add(track);
     const tr = this.pc.addTransceiver(track, { direction: 'sendonly', streams: [screen] });
     track.onended = () => { tr.sender.replaceTrack(null); tr.direction = 'inactive'; this.offer(); };
     await this.offer();

@@ -124,6 +124,7 @@ impl DirectApi {
             identity: participant.to_string(),
             offer_sdp,
             grants: Default::default(),
+            sources: Default::default(),
         });
         match self.request(&req).await? {
             SfuResponse::Answer { answer_sdp } => Ok(peer.accept_answer(&answer_sdp)?),

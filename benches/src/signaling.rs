@@ -169,7 +169,11 @@ impl SignalingApi {
             matches!(m, ServerMessage::Joined { .. }).then_some(())
         })
         .await?;
-        s.send(&ClientMessage::Offer { sdp: offer_sdp }).await?;
+        s.send(&ClientMessage::Offer {
+            sdp: offer_sdp,
+            sources: Default::default(),
+        })
+        .await?;
         let answer = s
             .expect("answer", |m| match m {
                 ServerMessage::Answer { sdp } => Some(sdp.clone()),

@@ -4,6 +4,8 @@
 //! types directly; they derive serde so that a network form of the same API
 //! (HTTP/JSON on an internal port) can carry them unchanged later.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// A room (conference) as the SFU knows it. Chosen by the control plane.
@@ -26,6 +28,33 @@ pub enum VideoQuality {
     Medium,
     High,
 }
+
+/// What a track carries, as its publisher declares it (LiveKit's
+/// `TrackSource`): viewers show a screen share as a tile of its own, and
+/// the bandwidth allocator serves it before cameras.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Camera,
+    Microphone,
+    ScreenShare,
+    ScreenShareAudio,
+    /// Not declared (a client that sends no `sources`).
+    #[default]
+    Unknown,
+}
+
+impl TrackSource {
+    pub fn is_screen(self) -> bool {
+        matches!(
+            self,
+            TrackSource::ScreenShare | TrackSource::ScreenShareAudio
+        )
+    }
+}
+
+/// The sources of a client's m-lines, by mid, sent with its offer.
+pub type TrackSources = BTreeMap<String, TrackSource>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,6 +90,9 @@ pub struct JoinRequest {
     pub offer_sdp: String,
     #[serde(default)]
     pub grants: Grants,
+    /// What the offer's m-lines carry, by mid (undeclared: `unknown`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: TrackSources,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +115,9 @@ pub struct OfferRequest {
     pub room_id: RoomId,
     pub participant_id: ParticipantId,
     pub offer_sdp: String,
+    /// As in [`JoinRequest::sources`]; mids not named keep what they had.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: TrackSources,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +193,8 @@ pub struct TrackInfo {
     /// the track is a single encoding.
     pub layers: Vec<VideoQuality>,
     pub muted: bool,
+    #[serde(default)]
+    pub source: TrackSource,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,8 +61,14 @@ pub enum ClientMessage {
     },
     /// Heartbeat; answered with `pong`.
     Ping,
-    /// SDP offer from the client (initial publish or renegotiation).
-    Offer { sdp: String },
+    /// SDP offer from the client (initial publish or renegotiation), with
+    /// what its m-lines carry by mid (`camera`, `microphone`,
+    /// `screen_share`, `screen_share_audio`; undeclared: `unknown`).
+    Offer {
+        sdp: String,
+        #[serde(default, skip_serializing_if = "crate::sfu::TrackSources::is_empty")]
+        sources: crate::sfu::TrackSources,
+    },
     /// SDP answer to an SFU-initiated offer.
     Answer { sdp: String },
     /// Trickled ICE candidate; `null` ends the candidates.

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use convene_proto::sfu::{
-    Grants, JoinRequest, SetMuteRequest, SfuEvent, SubscribeRequest, TrackId, UnsubscribeRequest,
-    VideoQuality,
+    Grants, JoinRequest, OfferRequest, SetMuteRequest, SfuEvent, SubscribeRequest, TrackId,
+    UnsubscribeRequest, VideoQuality,
 };
 use tokio::sync::{broadcast, oneshot};
 
@@ -113,15 +113,22 @@ impl SfuHandle {
         offer_sdp: &str,
         grants: Grants,
     ) -> Result<String, SfuError> {
-        let req = JoinRequest {
+        self.join_request(JoinRequest {
             room_id: room_id.to_string(),
             participant_id: participant_id.to_string(),
             identity: identity.to_string(),
             offer_sdp: offer_sdp.to_string(),
             grants,
-        };
-        let home = self.home(room_id);
-        let placed = self.placement().place(room_id, participant_id, home)?;
+            sources: Default::default(),
+        })
+        .await
+    }
+
+    /// [`SfuHandle::join`] from the wire request (with the track sources).
+    pub async fn join_request(&self, req: JoinRequest) -> Result<String, SfuError> {
+        let (room_id, participant_id) = (req.room_id.clone(), req.participant_id.clone());
+        let home = self.home(&room_id);
+        let placed = self.placement().place(&room_id, &participant_id, home)?;
         let worker = placed.worker;
         let r = self
             .call(worker, |reply| Command::Join {
@@ -131,7 +138,7 @@ impl SfuHandle {
             })
             .await;
         if r.is_err() && placed.new {
-            self.placement().remove(room_id, participant_id, worker);
+            self.placement().remove(&room_id, &participant_id, worker);
         }
         r
     }
@@ -166,19 +173,20 @@ impl SfuHandle {
         participant_id: &str,
         offer_sdp: &str,
     ) -> Result<String, SfuError> {
-        let (room, participant, offer_sdp) = (
-            room_id.to_string(),
-            participant_id.to_string(),
-            offer_sdp.to_string(),
-        );
-        let worker = self.worker_for(room_id, participant_id);
-        self.call(worker, |reply| Command::Offer {
-            room,
-            participant,
-            offer_sdp,
-            reply,
+        self.offer_request(OfferRequest {
+            room_id: room_id.to_string(),
+            participant_id: participant_id.to_string(),
+            offer_sdp: offer_sdp.to_string(),
+            sources: Default::default(),
         })
         .await
+    }
+
+    /// [`SfuHandle::handle_offer`] from the wire request (with the track
+    /// sources).
+    pub async fn offer_request(&self, req: OfferRequest) -> Result<String, SfuError> {
+        let worker = self.worker_for(&req.room_id, &req.participant_id);
+        self.call(worker, |reply| Command::Offer(req, reply)).await
     }
 
     /// Subscribe to tracks (or change the quality cap of existing

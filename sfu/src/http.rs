@@ -92,17 +92,11 @@ async fn request(
     let h = &st.handle;
     let result = match req {
         SfuRequest::Join(r) => h
-            .join(
-                &r.room_id,
-                &r.participant_id,
-                &r.identity,
-                &r.offer_sdp,
-                r.grants,
-            )
+            .join_request(r)
             .await
             .map(|answer_sdp| SfuResponse::Answer { answer_sdp }),
         SfuRequest::Offer(r) => h
-            .handle_offer(&r.room_id, &r.participant_id, &r.offer_sdp)
+            .offer_request(r)
             .await
             .map(|answer_sdp| SfuResponse::Answer { answer_sdp }),
         SfuRequest::Answer(r) => h

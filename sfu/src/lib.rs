@@ -39,7 +39,8 @@ use std::thread::JoinHandle;
 
 pub use config::SfuConfig;
 pub use convene_proto::sfu::{
-    DisconnectReason, Grants, SfuEvent, TrackInfo, TrackKind, VideoQuality,
+    DisconnectReason, Grants, SfuEvent, TrackInfo, TrackKind, TrackSource, TrackSources,
+    VideoQuality,
 };
 pub use error::SfuError;
 pub use handle::SfuHandle;

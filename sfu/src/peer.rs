@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use convene_proto::sfu::{DisconnectReason, Grants};
+use convene_proto::sfu::{DisconnectReason, Grants, TrackSource, TrackSources};
 use str0m::bwe::Bitrate;
 use str0m::channel::ChannelId;
 use str0m::format::{Codec as StrCodec, PayloadParams};
@@ -19,6 +19,10 @@ use crate::negotiation::Negotiation;
 /// Remote addresses remembered per participant (ICE candidate pairs that
 /// reached us; a client has a handful).
 const MAX_PATHS: usize = 8;
+
+/// Declared track sources remembered per participant: as many as the
+/// m-lines an offer may have (`--sfu-max-offer-media-lines` default).
+const MAX_SOURCES: usize = 512;
 
 pub struct Peer {
     pub room: String,
@@ -51,6 +55,9 @@ pub struct Peer {
     /// RTP was written to this subscriber and not yet released to str0m's
     /// pacer (`Worker::release_writes`).
     pub writes_pending: bool,
+    /// What its m-lines carry, as its offers declared (bounded by the
+    /// offer's m-line limit).
+    sources: Vec<(Mid, TrackSource)>,
 }
 
 impl Peer {
@@ -85,6 +92,7 @@ impl Peer {
             ufrag,
             local_addrs: local_addrs.clone(),
             paths: Vec::new(),
+            sources: Vec::new(),
             negotiation: Negotiation::default(),
             joined_at: now,
             ice_connected_at: None,
@@ -165,6 +173,31 @@ impl Peer {
     }
 
     /// The forwarding codec class for an incoming payload type.
+    /// Record the sources an offer declared (mids it does not name keep
+    /// theirs; mids that are not a valid mid are ignored).
+    pub fn declare_sources(&mut self, sources: &TrackSources) {
+        for (mid, source) in sources {
+            if mid.is_empty() || mid.len() > 16 {
+                continue;
+            }
+            let mid = Mid::from(mid.as_str());
+            let full = self.sources.len() >= MAX_SOURCES;
+            match self.sources.iter_mut().find(|(m, _)| *m == mid) {
+                Some((_, s)) => *s = *source,
+                None if !full => self.sources.push((mid, *source)),
+                None => {}
+            }
+        }
+    }
+
+    /// What m-line `mid` carries (`Unknown` when never declared).
+    pub fn source_of(&self, mid: Mid) -> TrackSource {
+        self.sources
+            .iter()
+            .find(|(m, _)| *m == mid)
+            .map_or(TrackSource::Unknown, |(_, s)| *s)
+    }
+
     pub fn codec_for_pt(&self, pt: Pt) -> Codec {
         let cfg = self.rtc.codec_config();
         if let Some(p) = cfg.find(|p| p.pt() == pt) {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use convene_proto::sfu::{
-    JoinRequest, SetMuteRequest, SfuEvent, SubscribeRequest, UnsubscribeRequest,
+    JoinRequest, OfferRequest, SetMuteRequest, SfuEvent, SubscribeRequest, UnsubscribeRequest,
 };
 use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::{broadcast, oneshot};
@@ -53,12 +53,7 @@ pub enum Command {
         answer_sdp: String,
         reply: Reply<()>,
     },
-    Offer {
-        room: String,
-        participant: String,
-        offer_sdp: String,
-        reply: Reply<String>,
-    },
+    Offer(OfferRequest, Reply<String>),
     Subscribe(SubscribeRequest, Reply<()>),
     Unsubscribe(UnsubscribeRequest, Reply<()>),
     SetMute(SetMuteRequest, Reply<()>),

@@ -17,7 +17,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convene_proto::sfu::{Grants, JoinRequest, SfuEvent, SubscribeRequest, VideoQuality};
+use convene_proto::sfu::{
+    Grants, JoinRequest, SfuEvent, SubscribeRequest, TrackSources, VideoQuality,
+};
 use str0m::change::{SdpAnswer, SdpApi, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid};
@@ -126,6 +128,8 @@ pub struct SimNet<H = ()> {
     events: VecDeque<SfuEvent>,
     /// Events the harness did not consume itself.
     pub seen: Vec<SfuEvent>,
+    /// The SFU's renegotiation offers, as sent: (participant, SDP).
+    pub offers: Vec<(String, String)>,
     pub metrics: Metrics,
     /// Datagrams the worker handed to the network (what would hit the
     /// socket), not yet delivered.
@@ -205,6 +209,7 @@ impl<H: ClientHook> SimNet<H> {
             now,
             events: VecDeque::new(),
             seen: Vec::new(),
+            offers: Vec::new(),
             metrics,
             wire: Vec::new(),
             capture: false,
@@ -250,6 +255,20 @@ impl<H: ClientHook> SimNet<H> {
         hook: H,
         media: impl FnOnce(&mut SdpApi<'_>) -> T,
     ) -> T {
+        self.join_declaring(room, id, config, hook, media, |_| TrackSources::new())
+    }
+
+    /// [`SimNet::join_with`], declaring what the m-lines carry: `sources`
+    /// gets what `media` returned (its mids).
+    pub fn join_declaring<T>(
+        &mut self,
+        room: &str,
+        id: &str,
+        config: RtcConfig,
+        hook: H,
+        media: impl FnOnce(&mut SdpApi<'_>) -> T,
+        sources: impl FnOnce(&T) -> TrackSources,
+    ) -> T {
         let addr = SocketAddr::new(
             IpAddr::V4(Ipv4Addr::new(
                 10,
@@ -263,6 +282,7 @@ impl<H: ClientHook> SimNet<H> {
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut change = rtc.sdp_api();
         let added = media(&mut change);
+        let sources = sources(&added);
         let (offer, pending) = change.apply().expect("offer");
         let req = JoinRequest {
             room_id: room.into(),
@@ -270,6 +290,7 @@ impl<H: ClientHook> SimNet<H> {
             identity: id.into(),
             offer_sdp: offer.to_sdp_string(),
             grants: Grants::default(),
+            sources,
         };
         let placed = self.placement.place(room, id, 0).expect("placed");
         let worker = placed.worker;
@@ -372,6 +393,8 @@ impl<H: ClientHook> SimNet<H> {
                     ..
                 } => {
                     let i = self.client_index(&participant_id);
+                    self.offers
+                        .push((participant_id.clone(), offer_sdp.clone()));
                     let offer = SdpOffer::from_sdp_string(&offer_sdp).expect("offer");
                     let answer = self.clients[i]
                         .rtc

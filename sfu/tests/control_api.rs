@@ -289,6 +289,7 @@ async fn http_control_api_with_shared_secret() {
         identity: "A".into(),
         offer_sdp: offer(true),
         grants: Grants::default(),
+        sources: Default::default(),
     }))
     .unwrap();
 

@@ -135,7 +135,11 @@ pub async fn ice_timeout_is_told_and_a_new_offer_restarts_media(m: &Node, w: &No
     let (mut a, _) = enter(m, &ada, conf).await;
     let (mut b, b_pid) = enter(w, &bob, conf).await;
 
-    b.send(&ClientMessage::Offer { sdp: dead_offer() }).await;
+    b.send(&ClientMessage::Offer {
+        sdp: dead_offer(),
+        sources: Default::default(),
+    })
+    .await;
     b.expect("the SFU's answer", |m| {
         matches!(m, ServerMessage::Answer { .. }).then_some(())
     })
@@ -166,7 +170,11 @@ pub async fn ice_timeout_is_told_and_a_new_offer_restarts_media(m: &Node, w: &No
     );
 
     // Same socket, same participant: a new offer is a new media session.
-    b.send(&ClientMessage::Offer { sdp: dead_offer() }).await;
+    b.send(&ClientMessage::Offer {
+        sdp: dead_offer(),
+        sources: Default::default(),
+    })
+    .await;
     b.expect("an answer to the new offer", |m| match m {
         ServerMessage::Answer { .. } => Some(()),
         ServerMessage::Error { code, message } => panic!("new offer refused: {code:?} {message}"),

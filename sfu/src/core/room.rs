@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convene_proto::sfu::{ActiveSpeaker, SfuEvent, TrackKind, VideoQuality};
+use convene_proto::sfu::{ActiveSpeaker, SfuEvent, TrackKind, TrackSource, VideoQuality};
 use str0m::media::{Mid, Pt, Rid};
 
 use super::codec::{is_keyframe_start, Codec};
@@ -261,6 +261,20 @@ impl Room {
         rids: Vec<Rid>,
         out: &mut Vec<Action>,
     ) -> Result<TrackKey, CoreError> {
+        self.publish_as(publisher, mid, kind, rids, TrackSource::Unknown, out)
+    }
+
+    /// [`Room::publish`] with what the track carries, as its publisher
+    /// declared it.
+    pub fn publish_as(
+        &mut self,
+        publisher: ParticipantKey,
+        mid: Mid,
+        kind: TrackKind,
+        rids: Vec<Rid>,
+        source: TrackSource,
+        out: &mut Vec<Action>,
+    ) -> Result<TrackKey, CoreError> {
         if let Some(k) = self.by_publisher_mid.get(&(publisher, mid)) {
             return Ok(*k);
         }
@@ -275,7 +289,8 @@ impl Room {
         let key = TrackKey(self.next_track);
         self.next_track += 1;
         let id = format!("{}/{}", p.id, mid);
-        let track = PublishedTrack::new(key, id.clone(), publisher, mid, kind, rids);
+        let mut track = PublishedTrack::new(key, id.clone(), publisher, mid, kind, rids);
+        track.set_source(source);
         p.tracks.push(key);
         if !p.remote {
             out.push(Action::Event(SfuEvent::TrackPublished {

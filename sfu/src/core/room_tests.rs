@@ -1,6 +1,7 @@
 //! Room-level forwarding tests with a virtual clock.
 
 use super::*;
+use crate::core::allocator::Priority;
 
 const PUB: ParticipantKey = ParticipantKey(1);
 const SUB_A: ParticipantKey = ParticipantKey(2);
@@ -734,6 +735,42 @@ fn a_room_instance_that_does_not_speak_for_the_room_announces_no_speakers() {
     assert!(!events(&out)
         .iter()
         .any(|e| matches!(e, SfuEvent::ActiveSpeakersChanged { .. })));
+}
+
+#[test]
+fn a_declared_screen_share_goes_before_cameras() {
+    let mut r = room();
+    let mut out = vec![];
+    let cam = r
+        .publish_as(
+            PUB,
+            "1".into(),
+            TrackKind::Video,
+            vec![],
+            TrackSource::Camera,
+            &mut out,
+        )
+        .unwrap();
+    let screen = r
+        .publish_as(
+            PUB,
+            "2".into(),
+            TrackKind::Video,
+            vec![],
+            TrackSource::ScreenShare,
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(r.track(cam).unwrap().priority, Priority::Camera);
+    assert_eq!(r.track(screen).unwrap().priority, Priority::Screen);
+    let sources: Vec<TrackSource> = events(&out)
+        .into_iter()
+        .filter_map(|e| match e {
+            SfuEvent::TrackPublished { track, .. } => Some(track.source),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sources, vec![TrackSource::Camera, TrackSource::ScreenShare]);
 }
 
 mod props {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use convene_proto::sfu::{TrackInfo, TrackKind, VideoQuality};
+use convene_proto::sfu::{TrackInfo, TrackKind, TrackSource, VideoQuality};
 use str0m::media::{Mid, Rid};
 
 use super::allocator::Priority;
@@ -114,8 +114,9 @@ pub struct PublishedTrack {
     pub far_wanted: Vec<(usize, Vec<VideoQuality>)>,
     /// Reused for layer selection so ticks do not allocate.
     pub layer_info: Vec<LayerInfo>,
-    /// Its claim on subscribers' downlinks. Camera until the publisher
-    /// says otherwise (no wire message for a screen share yet).
+    /// What it carries, as the publisher declared it.
+    pub source: TrackSource,
+    /// Its claim on subscribers' downlinks: a screen share before cameras.
     pub priority: Priority,
 }
 
@@ -142,6 +143,7 @@ impl PublishedTrack {
             wanted: Vec::new(),
             far_wanted: Vec::new(),
             layer_info: Vec::new(),
+            source: TrackSource::Unknown,
             priority: Priority::Camera,
         }
     }
@@ -193,7 +195,18 @@ impl PublishedTrack {
             kind: self.kind,
             layers,
             muted: self.muted,
+            source: self.source,
         }
+    }
+
+    /// Declare what the track carries; a screen share goes before cameras.
+    pub fn set_source(&mut self, source: TrackSource) {
+        self.source = source;
+        self.priority = if source.is_screen() {
+            Priority::Screen
+        } else {
+            Priority::Camera
+        };
     }
 
     pub fn refresh_layer_info(&mut self, now: Instant, timeout: Duration) {

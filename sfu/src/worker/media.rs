@@ -102,7 +102,8 @@ impl Worker {
             MediaKind::Video => TrackKind::Video,
         };
         let before = room.track_count();
-        match room.publish(key, mid, kind, rids, &mut self.scratch) {
+        let source = peer.source_of(mid);
+        match room.publish_as(key, mid, kind, rids, source, &mut self.scratch) {
             Ok(_) => {
                 if room.track_count() > before {
                     self.metrics.tracks.inc();

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use convene_proto::sfu::{TrackKind, VideoQuality};
+use convene_proto::sfu::{TrackKind, TrackSource, VideoQuality};
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Rid};
 use tracing::debug;
@@ -100,6 +100,7 @@ pub struct RelayedTrack {
     /// subscribers.
     pub params: Vec<PayloadParams>,
     pub muted: bool,
+    pub source: TrackSource,
 }
 
 /// A publisher hosted by another worker.
@@ -187,6 +188,7 @@ impl Worker {
             rids: t.announced_rids.clone(),
             params,
             muted: t.muted,
+            source: t.source,
         })
     }
 
@@ -344,7 +346,14 @@ impl Worker {
                 params: t.params,
             },
         );
-        match room.publish(t.publisher, t.mid, t.kind, t.rids, &mut self.scratch) {
+        match room.publish_as(
+            t.publisher,
+            t.mid,
+            t.kind,
+            t.rids,
+            t.source,
+            &mut self.scratch,
+        ) {
             Ok(_) if t.muted => {
                 let id = format!("{}/{}", t.participant_id, t.mid);
                 let _ = room.set_muted(&id, true, &mut self.scratch);

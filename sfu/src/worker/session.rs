@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use convene_proto::sfu::{
-    DisconnectReason, JoinRequest, SfuEvent, SubscribeRequest, TrackKind, UnsubscribeRequest,
+    DisconnectReason, JoinRequest, OfferRequest, SfuEvent, SubscribeRequest, TrackKind,
+    UnsubscribeRequest,
 };
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid};
@@ -38,7 +39,16 @@ impl Worker {
                 TrackKind::Audio => MediaKind::Audio,
                 TrackKind::Video => MediaKind::Video,
             };
-            let stream_id = room.participant(t.publisher).map(|p| p.id.clone());
+            // A screen share is a stream of its own, so viewers show it in
+            // a tile of its own: `{participant}|screen` (`|` is a token
+            // char, which str0m keeps in an msid; LiveKit's separator too).
+            let stream_id = room.participant(t.publisher).map(|p| {
+                if t.source.is_screen() {
+                    format!("{}|screen", p.id)
+                } else {
+                    p.id.clone()
+                }
+            });
             let mid = change.add_media(
                 kind,
                 Direction::SendOnly,
@@ -145,13 +155,8 @@ impl Worker {
             } => {
                 let _ = reply.send(self.answer(&room, &participant, &answer_sdp, now));
             }
-            Command::Offer {
-                room,
-                participant,
-                offer_sdp,
-                reply,
-            } => {
-                let _ = reply.send(self.offer(&room, &participant, &offer_sdp, now));
+            Command::Offer(req, reply) => {
+                let _ = reply.send(self.offer(req, now));
             }
             Command::Subscribe(req, reply) => {
                 let _ = reply.send(self.subscribe(req, now));
@@ -233,6 +238,7 @@ impl Worker {
             self.local_addrs.clone(),
             now,
         )?;
+        peer.declare_sources(&req.sources);
         let offer = sdp::restrict_offer(&peer.rtc, offer);
         let answer = peer
             .rtc
@@ -338,16 +344,11 @@ impl Worker {
         activated
     }
 
-    fn offer(
-        &mut self,
-        room: &str,
-        participant: &str,
-        sdp: &str,
-        now: Instant,
-    ) -> Result<String, SfuError> {
-        let key = self.key_of(room, participant)?;
-        let offer = self.parse_offer(sdp)?;
+    fn offer(&mut self, req: OfferRequest, now: Instant) -> Result<String, SfuError> {
+        let key = self.key_of(&req.room_id, &req.participant_id)?;
+        let offer = self.parse_offer(&req.offer_sdp)?;
         let peer = self.peers.get_mut(&key).expect("by_id and peers agree");
+        peer.declare_sources(&req.sources);
         // Glare: the client's offer wins; ours is redone afterwards.
         peer.negotiation.glare();
         let offer = sdp::restrict_offer(&peer.rtc, offer);

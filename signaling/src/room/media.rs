@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use convene_proto::sfu::{
     AnswerRequest, DisconnectReason, Grants, JoinRequest, OfferRequest, SetMuteRequest, SfuEvent,
-    SubscribeRequest, TrackInfo, UnsubscribeRequest, VideoQuality,
+    SubscribeRequest, TrackInfo, TrackSources, UnsubscribeRequest, VideoQuality,
 };
 use convene_proto::signaling::{ClientMessage, ServerMessage};
 
@@ -38,12 +38,13 @@ impl RoomState {
     ) -> Result<(), RoomError> {
         let lane = Lane::Media(pid.to_string());
         let call = match msg {
-            ClientMessage::Offer { sdp } => {
+            ClientMessage::Offer { sdp, sources } => {
                 self.lanes.push(
                     lane.clone(),
                     Job::Offer {
                         pid: pid.to_string(),
                         sdp,
+                        sources,
                     },
                 );
                 self.pump(&lane, fx);
@@ -100,7 +101,12 @@ impl RoomState {
 
     /// Turns a queued offer into the call it needs now: the first session
     /// is a join, later ones a renegotiation.
-    pub(super) fn offer_call(&mut self, pid: &str, sdp: String) -> Option<(PortCall, Then)> {
+    pub(super) fn offer_call(
+        &mut self,
+        pid: &str,
+        sdp: String,
+        sources: TrackSources,
+    ) -> Option<(PortCall, Then)> {
         let p = self.participants.get_mut(pid)?;
         let pid = pid.to_string();
         if p.media_joined {
@@ -108,6 +114,7 @@ impl RoomState {
                 room_id: self.room_id.clone(),
                 participant_id: pid.clone(),
                 offer_sdp: sdp,
+                sources,
             });
             return Some((
                 PortCall::Media(call),
@@ -129,6 +136,7 @@ impl RoomState {
                 can_subscribe: a.can_subscribe,
                 can_publish_data: a.can_publish_data,
             },
+            sources,
         });
         Some((PortCall::Media(call), Then::Answer { pid, joining: true }))
     }

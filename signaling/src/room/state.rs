@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use convene_proto::ice::IceServer;
-use convene_proto::sfu::{DisconnectReason, TrackInfo};
+use convene_proto::sfu::{DisconnectReason, TrackInfo, TrackSources};
 use convene_proto::signaling::{ClientMessage, ParticipantInfo, ServerMessage, WaitingEntryInfo};
 use uuid::Uuid;
 
@@ -84,7 +84,11 @@ pub(crate) struct Cluster {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Job {
     Call(PortCall, Then),
-    Offer { pid: String, sdp: String },
+    Offer {
+        pid: String,
+        sdp: String,
+        sources: TrackSources,
+    },
 }
 
 /// What a port call's result is for.
@@ -662,7 +666,7 @@ impl RoomState {
         while let Some(job) = self.lanes.take_next(lane) {
             let (port, then) = match job {
                 Job::Call(port, then) => (port, then),
-                Job::Offer { pid, sdp } => match self.offer_call(&pid, sdp) {
+                Job::Offer { pid, sdp, sources } => match self.offer_call(&pid, sdp, sources) {
                     Some(c) => c,
                     // Left before its turn: nothing to negotiate.
                     None => continue,

@@ -347,6 +347,7 @@ fn a_slow_sfu_answer_does_not_hold_anyone_else() {
         1,
         ClientMessage::Offer {
             sdp: "offer-1".into(),
+            sources: Default::default(),
         },
     );
     let (join, port) = only_call(&fx);
@@ -357,10 +358,17 @@ fn a_slow_sfu_answer_does_not_hold_anyone_else() {
         1,
         ClientMessage::Offer {
             sdp: "offer-2".into(),
+            sources: Default::default(),
         },
     );
     assert!(calls(&fx).is_empty());
-    let fx = room.client(2, ClientMessage::Offer { sdp: "bob".into() });
+    let fx = room.client(
+        2,
+        ClientMessage::Offer {
+            sdp: "bob".into(),
+            sources: Default::default(),
+        },
+    );
     assert!(
         matches!(only_call(&fx).1, PortCall::Media(MediaCall::Join(r)) if r.participant_id == bob)
     );
@@ -440,7 +448,13 @@ fn refusals_carry_their_wire_codes() {
     assert_eq!(error_to(&fx, 1).0, ErrorCode::BadMessage);
 
     // A port's refusal keeps the port's code.
-    let fx = room.client(1, ClientMessage::Offer { sdp: "bad".into() });
+    let fx = room.client(
+        1,
+        ClientMessage::Offer {
+            sdp: "bad".into(),
+            sources: Default::default(),
+        },
+    );
     let (join, _) = only_call(&fx);
     let fx = room.done(join, Err(PortError::Invalid("no m-lines".into())));
     assert_eq!(
@@ -635,7 +649,13 @@ fn when_the_sfu_loses_every_session_the_room_says_so_and_media_can_rejoin() {
     let (ada, _, _) = room.join(1, "ada", false);
     let (bob, _, _) = room.join(2, "bob", false);
     for (conn, pid) in [(1, &ada), (2, &bob)] {
-        let fx = room.client(conn, ClientMessage::Offer { sdp: "o".into() });
+        let fx = room.client(
+            conn,
+            ClientMessage::Offer {
+                sdp: "o".into(),
+                sources: Default::default(),
+            },
+        );
         let (call, port) = only_call(&fx);
         assert!(matches!(port, PortCall::Media(MediaCall::Join(r)) if r.participant_id == *pid));
         room.done(call, Ok(CallOutput::Answer("a".into())));
@@ -646,6 +666,7 @@ fn when_the_sfu_loses_every_session_the_room_says_so_and_media_can_rejoin() {
         kind: convene_proto::sfu::TrackKind::Audio,
         layers: Vec::new(),
         muted: false,
+        source: Default::default(),
     };
     room.apply(RoomInput::Sfu(SfuEvent::TrackPublished {
         room_id: room.conference.to_string(),
@@ -668,7 +689,49 @@ fn when_the_sfu_loses_every_session_the_room_says_so_and_media_can_rejoin() {
         ServerMessage::TrackUnpublished { track_id } if *track_id == format!("{ada}/0"))));
 
     // A new offer joins the (new) SFU afresh rather than renegotiating.
-    let fx = room.client(1, ClientMessage::Offer { sdp: "o2".into() });
+    let fx = room.client(
+        1,
+        ClientMessage::Offer {
+            sdp: "o2".into(),
+            sources: Default::default(),
+        },
+    );
     assert!(matches!(only_call(&fx).1,
         PortCall::Media(MediaCall::Join(r)) if r.participant_id == ada));
+}
+
+#[test]
+fn an_offer_declares_what_its_m_lines_carry() {
+    let mut room = Room::new();
+    let (ada, _, _) = room.join(1, "ada", false);
+    let sources: convene_proto::sfu::TrackSources = [
+        ("0".to_string(), convene_proto::sfu::TrackSource::Microphone),
+        (
+            "1".to_string(),
+            convene_proto::sfu::TrackSource::ScreenShare,
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let fx = room.client(
+        1,
+        ClientMessage::Offer {
+            sdp: "o".into(),
+            sources: sources.clone(),
+        },
+    );
+    let (call, port) = only_call(&fx);
+    assert!(matches!(port,
+        PortCall::Media(MediaCall::Join(r)) if r.participant_id == ada && r.sources == sources));
+    room.done(call, Ok(CallOutput::Answer("a".into())));
+    // A renegotiation carries them too.
+    let fx = room.client(
+        1,
+        ClientMessage::Offer {
+            sdp: "o2".into(),
+            sources: sources.clone(),
+        },
+    );
+    assert!(matches!(only_call(&fx).1,
+        PortCall::Media(MediaCall::Offer(r)) if r.sources == sources));
 }
