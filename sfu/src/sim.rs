@@ -533,15 +533,21 @@ impl<H: ClientHook> SimNet<H> {
     /// Hand every queued relay to its worker (and what that causes).
     fn deliver_relays(&mut self) -> bool {
         let mut moved = false;
-        while let Some((to, msg)) = self.relays.pop_front() {
+        while let Some(to) = self.hand_over_relay() {
             moved = true;
-            if matches!(msg, Relay::Rtp(_)) {
-                self.relayed_rtp[to] += 1;
-            }
-            self.workers[to].handle(Input::Relay(msg), self.now);
             self.deliver_output_of(to);
         }
         moved
+    }
+
+    /// The next queued relay into its worker; returns that worker.
+    fn hand_over_relay(&mut self) -> Option<usize> {
+        let (to, msg) = self.relays.pop_front()?;
+        if matches!(msg, Relay::Rtp(_)) {
+            self.relayed_rtp[to] += 1;
+        }
+        self.workers[to].handle(Input::Relay(msg), self.now);
+        Some(to)
     }
 
     /// Carry out worker `w`'s output as the thread loop would: events
@@ -652,11 +658,7 @@ impl<H: ClientHook> SimNet<H> {
         for w in 0..self.workers.len() {
             out.extend(self.drive(w));
         }
-        while let Some((to, msg)) = self.relays.pop_front() {
-            if matches!(msg, Relay::Rtp(_)) {
-                self.relayed_rtp[to] += 1;
-            }
-            self.workers[to].handle(Input::Relay(msg), self.now);
+        while let Some(to) = self.hand_over_relay() {
             out.extend(self.drive(to));
         }
         out
