@@ -66,10 +66,13 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 
-# gauge NAME: the server's Prometheus gauge (0 when absent).
+# gauge NAME [PATH]: the server's Prometheus gauge from PATH (/metrics, the
+# control plane's; the SFU's and signaling's are on /metrics/media);
+# "absent" when it is not there, so a renamed metric fails the check
+# instead of passing as 0.
 gauge() {
-    curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" 2>/dev/null |
-        awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print 0 }'
+    curl -fsS "http://127.0.0.1:$HTTP_PORT${2:-/metrics}" 2>/dev/null |
+        awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print "absent" }'
 }
 
 # sample LABEL: one line of the server's resources.
@@ -78,7 +81,7 @@ sample() {
     rss=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status")
     fds=$(ls "/proc/$server/fd" | wc -l)
     threads=$(awk '/^Threads:/ { print $2 }' "/proc/$server/status")
-    echo "$1 $rss $fds $threads $(gauge convene_sfu_participants) $(gauge convene_sfu_rooms) $(gauge convene_signaling_connections)"
+    echo "$1 $rss $fds $threads $(gauge convene_sfu_participants /metrics/media) $(gauge convene_sfu_rooms /metrics/media) $(gauge convene_signaling_connections /metrics/media)"
 }
 
 run_load() {
@@ -91,7 +94,7 @@ run_load() {
 # leaves), at most 20 s.
 settle() {
     for _ in $(seq 1 100); do
-        [ "$(gauge convene_sfu_participants)" = 0 ] && return 0
+        [ "$(gauge convene_sfu_participants /metrics/media)" = 0 ] && return 0
         sleep 0.2
     done
 }
