@@ -118,16 +118,8 @@ async fn a_killed_sfu_ends_the_rooms_media_and_the_participant_rejoins_the_new_o
     let conf = rest.conference(&alice, &[], false).await;
     let (token, waiting) = rest.join_token(&alice, &conf).await;
     assert!(!waiting);
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{sig_addr}/v1/ws"))
-        .await
-        .expect("websocket connects");
-    let mut client = Client { ws };
-    client
-        .send(&ClientMessage::Join {
-            token,
-            resume_token: None,
-        })
-        .await;
+    let mut client = Client::connect(sig_addr).await;
+    client.join(&token).await;
     let me = client
         .expect_ok("joined", |m| match m {
             ServerMessage::Joined { participant_id, .. } => Some(participant_id.clone()),

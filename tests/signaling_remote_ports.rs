@@ -116,16 +116,8 @@ async fn signaling_on_remote_ports_joins_through_the_waiting_hall() {
     // bob knocks: a waiting-hall token, then the socket.
     let (token, waiting) = rest.join_token(&bob, &conf).await;
     assert!(waiting);
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{sig_addr}/v1/ws"))
-        .await
-        .expect("websocket connects");
-    let mut client = Client { ws };
-    client
-        .send(&ClientMessage::Join {
-            token,
-            resume_token: None,
-        })
-        .await;
+    let mut client = Client::connect(sig_addr).await;
+    client.join(&token).await;
     let position = client
         .expect_ok("waiting", |m| match m {
             ServerMessage::Waiting { position } => Some(*position),
@@ -235,13 +227,6 @@ async fn moderator_grants_change_under_a_connected_socket_on_remote_ports() {
 }
 
 impl Client {
-    async fn connect(addr: SocketAddr) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
-            .await
-            .expect("websocket connects");
-        Client { ws }
-    }
-
     async fn hello(&mut self, token: &str) -> uuid::Uuid {
         self.send(&ClientMessage::Hello {
             access_token: token.to_string(),

@@ -321,6 +321,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// A socket to the signaling service listening on `addr`.
+    pub async fn connect(addr: std::net::SocketAddr) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
+            .await
+            .expect("websocket connects");
+        Client { ws }
+    }
+
     pub async fn send(&mut self, msg: &ClientMessage) {
         let text = serde_json::to_string(msg).unwrap();
         self.ws.send(Message::text(text)).await.unwrap();

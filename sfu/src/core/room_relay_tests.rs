@@ -21,27 +21,9 @@ fn a_remote_publishers_track_is_forwarded_but_announced_by_its_own_side() {
     r.add_remote_participant(PUB, "alice".into(), "Alice".into());
     r.add_participant(SUB_A, "bob".into(), "Bob".into());
     let mut out = vec![];
-    let tk = r
-        .publish(
-            PUB,
-            "1".into(),
-            TrackKind::Video,
-            vec!["q".into(), "h".into(), "f".into()],
-            &mut out,
-        )
-        .unwrap();
+    let (mut r, _) = simulcast_in(r, VideoQuality::Low, t0, &mut out);
     assert!(events(&out).is_empty(), "no TrackPublished here: {out:?}");
     assert_eq!(r.local_participant_count(), 1);
-    r.subscribe(SUB_A, "alice/1", VideoQuality::Low, t0)
-        .unwrap();
-    r.activate_subscription(
-        SUB_A,
-        tk,
-        "3".into(),
-        vec![(96.into(), 100.into())],
-        t0,
-        &mut out,
-    );
     send_frame(&mut r, 0, true, t0, &mut out);
     assert_eq!(forwards(&out).len(), 2, "the low layer's two packets");
     out.clear();

@@ -249,15 +249,25 @@ fn mute_gap_does_not_show_in_sequence_numbers() {
 
 /// Publish a 3-layer VP8 track and subscribe SUB_A at `q`.
 fn simulcast_room(q: VideoQuality, t0: Instant) -> (Room, TrackKey) {
-    let mut r = room();
     let mut out = vec![];
+    simulcast_in(room(), q, t0, &mut out)
+}
+
+/// `r` with PUB publishing "alice/1" (rids q, h, f) and SUB_A subscribed at
+/// `q` on its m-line "3".
+fn simulcast_in(
+    mut r: Room,
+    q: VideoQuality,
+    t0: Instant,
+    out: &mut Vec<Action>,
+) -> (Room, TrackKey) {
     let tk = r
         .publish(
             PUB,
             "1".into(),
             TrackKind::Video,
             vec!["q".into(), "h".into(), "f".into()],
-            &mut out,
+            out,
         )
         .unwrap();
     r.subscribe(SUB_A, "alice/1", q, t0).unwrap();
@@ -267,7 +277,7 @@ fn simulcast_room(q: VideoQuality, t0: Instant) -> (Room, TrackKey) {
         "3".into(),
         vec![(96.into(), 100.into())],
         t0,
-        &mut out,
+        out,
     );
     (r, tk)
 }
